@@ -1,0 +1,246 @@
+import {
+  Kafka,
+  logLevel,
+  type Admin,
+  type Consumer,
+  type KafkaConfig,
+  type LogEntry,
+  type Producer,
+} from "kafkajs";
+import { UnavailableError } from "../../lib/errors";
+import type {
+  ConsumerHooks,
+  ConsumerOptions,
+  LogConsumer,
+  LogProducer,
+  LogRecord,
+  MessageLog,
+  PartitionLag,
+} from "./types";
+
+export interface KafkaLogOptions {
+  brokers: string[];
+  clientId: string;
+  topic: string;
+  /** Partition count used when this log creates the topic. */
+  partitions: number;
+  sessionTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+  /** Where kafkajs's own log lines go. */
+  log?: (level: "error" | "warn" | "info" | "debug", message: string, extra: Record<string, unknown>) => void;
+}
+
+const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
+  [logLevel.ERROR]: "error",
+  [logLevel.WARN]: "warn",
+  [logLevel.INFO]: "info",
+  [logLevel.DEBUG]: "debug",
+};
+
+/** The production log: a Kafka topic, keyed by symbol, read by a consumer group. */
+export class KafkaLog implements MessageLog {
+  readonly kind = "kafka";
+  readonly topic: string;
+  private readonly kafka: Kafka;
+  private admin: Admin | null = null;
+  private cachedPartitions = 0;
+  private readonly closables: (() => Promise<void>)[] = [];
+
+  constructor(private readonly options: KafkaLogOptions) {
+    this.topic = options.topic;
+    const sink = options.log;
+    const config: KafkaConfig = {
+      clientId: options.clientId,
+      brokers: options.brokers,
+      connectionTimeout: 3000,
+      requestTimeout: 10000,
+      retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: 8 },
+      logLevel: logLevel.WARN,
+      logCreator: () => (entry: LogEntry) => {
+        const { message, ...extra } = entry.log;
+        if (sink) sink(LEVELS[entry.level] ?? "info", `kafkajs ${entry.namespace}: ${message}`, extra);
+      },
+    };
+    this.kafka = new Kafka(config);
+  }
+
+  private async connectedAdmin(): Promise<Admin> {
+    if (!this.admin) {
+      const admin = this.kafka.admin();
+      await admin.connect();
+      this.admin = admin;
+    }
+    return this.admin;
+  }
+
+  async ensureTopic(): Promise<number> {
+    const admin = await this.connectedAdmin();
+    const topics = await admin.listTopics();
+    if (!topics.includes(this.topic)) {
+      // Two nodes starting at once may both try; the loser's TOPIC_ALREADY_EXISTS is fine.
+      await admin
+        .createTopics({
+          waitForLeaders: true,
+          topics: [{ topic: this.topic, numPartitions: this.options.partitions, replicationFactor: -1 }],
+        })
+        .catch((err: Error & { type?: string }) => {
+          if (err.type !== "TOPIC_ALREADY_EXISTS") throw err;
+        });
+    }
+    return this.partitionCount();
+  }
+
+  async partitionCount(): Promise<number> {
+    const admin = await this.connectedAdmin();
+    const meta = await admin.fetchTopicMetadata({ topics: [this.topic] });
+    this.cachedPartitions = meta.topics[0]?.partitions.length ?? 0;
+    return this.cachedPartitions;
+  }
+
+  async createProducer(): Promise<LogProducer> {
+    const producer: Producer = this.kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      // Idempotence needs unlimited retries to keep its guarantee; callers bound the wait instead.
+      retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: Number.MAX_SAFE_INTEGER },
+    });
+    await producer.connect();
+    const close = () => producer.disconnect();
+    this.closables.push(close);
+    return {
+      send: async (records: LogRecord[]) => {
+        try {
+          await producer.send({ topic: this.topic, acks: -1, messages: records });
+        } catch (err) {
+          throw new UnavailableError(`Kafka did not acknowledge: ${(err as Error).message}`, { cause: err });
+        }
+      },
+      close,
+    };
+  }
+
+  createConsumer(options: ConsumerOptions): LogConsumer {
+    const consumer = this.kafka.consumer({
+      groupId: options.groupId,
+      sessionTimeout: this.options.sessionTimeoutMs ?? 10000,
+      heartbeatInterval: this.options.heartbeatIntervalMs ?? 1000,
+      rebalanceTimeout: 30000,
+      maxBytesPerPartition: 1024 * 1024,
+      maxWaitTimeInMs: 100,
+      allowAutoTopicCreation: false,
+      retry: { initialRetryTime: 100, maxRetryTime: 2000, retries: Number.MAX_SAFE_INTEGER },
+    });
+    const kafkaConsumer = new KafkaConsumer(
+      consumer,
+      this.topic,
+      () => this.cachedPartitions || this.options.partitions,
+    );
+    this.closables.push(() => kafkaConsumer.stop());
+    return kafkaConsumer;
+  }
+
+  async lag(groupId: string): Promise<PartitionLag[]> {
+    const admin = await this.connectedAdmin();
+    const [ends, groups] = await Promise.all([
+      admin.fetchTopicOffsets(this.topic),
+      admin.fetchOffsets({ groupId, topics: [this.topic] }),
+    ]);
+    const committed = new Map<number, number>();
+    for (const p of groups[0]?.partitions ?? []) committed.set(p.partition, Number(p.offset));
+    return ends
+      .map(e => {
+        const c = committed.get(e.partition) ?? -1;
+        const high = Number(e.high);
+        return {
+          partition: e.partition,
+          committed: c,
+          highWatermark: high,
+          lag: high - Math.max(c, Number(e.low)),
+        };
+      })
+      .sort((a, b) => a.partition - b.partition);
+  }
+
+  async close(): Promise<void> {
+    for (const close of this.closables.splice(0).reverse()) await close().catch(() => undefined);
+    if (this.admin) await this.admin.disconnect().catch(() => undefined);
+    this.admin = null;
+  }
+}
+
+const REBALANCE_ERRORS = new Set(["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"]);
+
+class KafkaConsumer implements LogConsumer {
+  private generation = 0;
+  private running = false;
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    private readonly consumer: Consumer,
+    private readonly topic: string,
+    private readonly partitionCount: () => number,
+  ) {}
+
+  async run(hooks: ConsumerHooks): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    // GROUP_JOIN fires synchronously after each join+sync, before the first fetch of the new
+    // assignment: the one place kafkajs tells us which partitions we now own.
+    this.consumer.on(this.consumer.events.GROUP_JOIN, event => {
+      this.generation += 1;
+      const assigned = (event.payload.memberAssignment[this.topic] ?? []).slice().sort((a, b) => a - b);
+      hooks.onAssignment(assigned, this.generation);
+    });
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: Math.max(1, this.partitionCount()),
+      eachBatch: async ({ batch, heartbeat, isStale, resolveOffset }) => {
+        const generation = this.generation;
+        const messages = batch.messages.map(m => ({
+          partition: batch.partition,
+          offset: Number(m.offset),
+          key: m.key ? m.key.toString() : null,
+          value: m.value,
+          timestamp: Number(m.timestamp),
+        }));
+        if (messages.length === 0) return;
+        const done = await hooks.onBatch(
+          {
+            partition: batch.partition,
+            messages,
+            highWatermark: Number(batch.highWatermark),
+            heartbeat,
+            isActive: () => !isStale() && generation === this.generation,
+          },
+          generation,
+        );
+        if (done > 0) resolveOffset(String(messages[done - 1].offset));
+      },
+    });
+  }
+
+  async commit(partition: number, nextOffset: number): Promise<void> {
+    try {
+      await this.consumer.commitOffsets([{ topic: this.topic, partition, offset: String(nextOffset) }]);
+    } catch (err) {
+      const e = err as Error & { retriable?: boolean; type?: string };
+      // A rebalance is not an outage: the caller must stop and let the group reassign.
+      if (e.retriable && !REBALANCE_ERRORS.has(e.type ?? "")) {
+        throw new UnavailableError(`Kafka offset commit: ${e.message}`, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  stop(): Promise<void> {
+    if (!this.stopping) {
+      this.running = false;
+      this.stopping = this.consumer.disconnect().catch(() => undefined);
+    }
+    return this.stopping;
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The partitioned, ordered message log the system is built on: Kafka in production, an
+ * in-process log with the same partition and offset semantics in embedded mode. Services see
+ * only this interface, so both run the same code path.
+ */
+
+export interface LogRecord {
+  key: string;
+  value: string;
+}
+
+export interface LogMessage {
+  partition: number;
+  offset: number;
+  key: string | null;
+  value: Buffer | null;
+  /** When the log accepted the message (ms since the epoch). */
+  timestamp: number;
+}
+
+export interface LogBatch {
+  partition: number;
+  messages: LogMessage[];
+  /** Offset the next appended message will get; `highWatermark - 1 - lastOffset` is the lag. */
+  highWatermark: number;
+  heartbeat(): Promise<void>;
+  /** False once this member may no longer own the partition (rebalance or stop): stop work, commit nothing. */
+  isActive(): boolean;
+}
+
+export interface ConsumerHooks {
+  /**
+   * The member's partitions, called synchronously each time the group hands out an assignment,
+   * before any batch of that assignment; `generation` grows by one each time.
+   */
+  onAssignment(partitions: number[], generation: number): void;
+  /**
+   * Processes one batch of one partition, in offset order. Returns how many leading messages
+   * are done; the rest are fetched again. Batches of one partition never overlap.
+   */
+  onBatch(batch: LogBatch, generation: number): Promise<number>;
+}
+
+export interface LogConsumer {
+  run(hooks: ConsumerHooks): Promise<void>;
+  /** Durably records that every message below `nextOffset` is processed. */
+  commit(partition: number, nextOffset: number): Promise<void>;
+  /** Stops fetching, waits for batches in flight, leaves the group. */
+  stop(): Promise<void>;
+}
+
+export interface LogProducer {
+  /** Resolves once the log acknowledged every record (Kafka: acks=all). */
+  send(records: LogRecord[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface PartitionLag {
+  partition: number;
+  /** Next offset the group will read (-1 when the group committed nothing yet). */
+  committed: number;
+  highWatermark: number;
+  lag: number;
+}
+
+export interface MessageLog {
+  readonly kind: "kafka" | "embedded";
+  readonly topic: string;
+  /** Creates the topic when missing; returns its partition count. */
+  ensureTopic(): Promise<number>;
+  partitionCount(): Promise<number>;
+  createProducer(): Promise<LogProducer>;
+  createConsumer(options: ConsumerOptions): LogConsumer;
+  lag(groupId: string): Promise<PartitionLag[]>;
+  close(): Promise<void>;
+}
+
+export interface ConsumerOptions {
+  groupId: string;
+  /** Upper bound on the messages handed to one `onBatch` call. */
+  maxBatchMessages?: number;
+}

@@ -1,0 +1,155 @@
+import path from "node:path";
+import type { Config } from "../lib/config";
+import { EmbeddedLog } from "./log/embedded-log";
+import { KafkaLog } from "./log/kafka-log";
+import type { MessageLog } from "./log/types";
+import { MemorySnapshotStore } from "./snapshots/memory-snapshots";
+import { RedisSnapshotStore } from "./snapshots/redis-snapshots";
+import type { SnapshotStore } from "./snapshots/types";
+import { migrate } from "./sql/migrate";
+import { PgliteClient } from "./sql/pglite-client";
+import { PostgresClient } from "./sql/postgres-client";
+import type { SqlClient } from "./sql/types";
+
+export interface ResourceLogger {
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+  debug(...args: unknown[]): void;
+}
+
+/** DATA_DIR=memory keeps the embedded log and PGlite in memory only (tests, throwaway demos). */
+export const IN_MEMORY = "memory";
+
+/**
+ * The adapters of one process, each chosen by its own variable (unset means embedded), created
+ * on first use and shared by every service of the process: in embedded mode ingest and actors
+ * must see the same in-process log, and PGlite allows one connection per data directory.
+ * Services retain the resources when they start and release them when they stop; the last
+ * release closes everything.
+ */
+export class Resources {
+  private logPromise: Promise<MessageLog> | null = null;
+  private sqlPromise: Promise<SqlClient> | null = null;
+  private snapshotStore: SnapshotStore | null = null;
+  private refs = 0;
+
+  constructor(
+    readonly config: Config,
+    private readonly logger: ResourceLogger,
+  ) {}
+
+  get embeddedDataDir(): string | null {
+    return path.basename(this.config.dataDir) === IN_MEMORY ? null : this.config.dataDir;
+  }
+
+  log(): Promise<MessageLog> {
+    if (!this.logPromise) {
+      const { kafka } = this.config;
+      this.logPromise = (async () => {
+        if (kafka.brokers) {
+          return new KafkaLog({
+            brokers: kafka.brokers,
+            clientId: kafka.clientId,
+            topic: kafka.topic,
+            partitions: kafka.partitions,
+            sessionTimeoutMs: kafka.sessionTimeoutMs,
+            log: (level, message, extra) => this.logger[level](message, extra),
+          });
+        }
+        const dir = this.embeddedDataDir;
+        this.logger.info(
+          `embedded log: ${kafka.partitions} partitions, ${dir ? `kept in ${dir}/log` : "in memory"}`,
+        );
+        return new EmbeddedLog(kafka.topic, kafka.partitions, dir ? path.join(dir, "log") : undefined);
+      })();
+    }
+    return this.logPromise;
+  }
+
+  /** The SQL client, with every migration applied. */
+  sql(): Promise<SqlClient> {
+    if (!this.sqlPromise) {
+      this.sqlPromise = (async () => {
+        let client: SqlClient;
+        if (this.config.databaseUrl) {
+          client = new PostgresClient(this.config.databaseUrl, this.config.databasePoolSize, err =>
+            this.logger.warn(`Postgres connection error: ${err.message}`),
+          );
+        } else {
+          const dir = this.embeddedDataDir;
+          this.logger.info(`embedded PGlite database ${dir ? `in ${dir}/pglite` : "in memory"}`);
+          client = await PgliteClient.open(dir ? path.join(dir, "pglite") : "memory://");
+        }
+        const applied = await migrate(client);
+        if (applied.length > 0) this.logger.info(`applied migrations ${applied.join(", ")}`);
+        return client;
+      })();
+      // A failed start (database down) must be retried by the next caller, not cached.
+      this.sqlPromise.catch(() => (this.sqlPromise = null));
+    }
+    return this.sqlPromise;
+  }
+
+  snapshots(): SnapshotStore {
+    if (!this.snapshotStore) {
+      const { redisUrl, kafka } = this.config;
+      this.snapshotStore = redisUrl
+        ? new RedisSnapshotStore(redisUrl, `${kafka.groupId}:${kafka.topic}`, err =>
+            this.logger.warn(`Redis connection error: ${err.message}`),
+          )
+        : new MemorySnapshotStore();
+    }
+    return this.snapshotStore;
+  }
+
+  /**
+   * Asks each dependency that `services` use for a sign of life: "ok", or what went wrong.
+   * A dependency that was never opened is opened here, so readiness reflects reality.
+   */
+  async check(services: readonly string[]): Promise<Record<string, string>> {
+    const uses = (...names: string[]) => names.some(n => services.includes(n));
+    const probes: Record<string, () => Promise<unknown>> = {};
+    if (uses("ingest", "actors")) probes.log = async () => (await this.log()).partitionCount();
+    if (uses("actors", "query")) probes.database = async () => (await this.sql()).query("SELECT 1");
+    if (uses("actors")) probes.snapshots = () => this.snapshots().ping();
+    const results: Record<string, string> = {};
+    await Promise.all(
+      Object.entries(probes).map(async ([name, probe]) => {
+        try {
+          await withTimeout(probe(), 2000, `${name} did not answer within 2 s`);
+          results[name] = "ok";
+        } catch (err) {
+          results[name] = (err as Error).message || String(err);
+        }
+      }),
+    );
+    return results;
+  }
+
+  retain(): void {
+    this.refs += 1;
+  }
+
+  async release(): Promise<void> {
+    this.refs -= 1;
+    if (this.refs > 0) return;
+    const closing: Promise<unknown>[] = [];
+    if (this.logPromise) closing.push(this.logPromise.then(l => l.close()));
+    if (this.sqlPromise) closing.push(this.sqlPromise.then(s => s.close()));
+    if (this.snapshotStore) closing.push(this.snapshotStore.close());
+    this.logPromise = this.sqlPromise = null;
+    this.snapshotStore = null;
+    await Promise.allSettled(closing);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
+  ]);
+}

@@ -1,0 +1,95 @@
+import pg from "pg";
+import { UnavailableError } from "../../lib/errors";
+import type { QueryResult, SqlClient, SqlExecutor } from "./types";
+
+const INT8_OID = 20;
+
+/**
+ * SQLSTATE classes that mean "the server or the connection is not there right now":
+ * 08 connection exception, 53 insufficient resources, 57P01..03 admin shutdown / crash / cannot
+ * connect now. Anything else is a bug or bad data and must not be retried forever.
+ */
+function isConnectionFailure(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  if (typeof code !== "string") return true;
+  return code.startsWith("08") || code.startsWith("53") || code.startsWith("57P") || /^E[A-Z]+$/.test(code);
+}
+
+function wrap(err: unknown): unknown {
+  return isConnectionFailure(err)
+    ? new UnavailableError(`Postgres: ${(err as Error).message}`, { cause: err })
+    : err;
+}
+
+/** A pooled connection to a Postgres server. int8 columns come back as numbers (they hold counts and offsets). */
+export class PostgresClient implements SqlClient {
+  readonly kind = "postgres";
+  private readonly pool: pg.Pool;
+
+  constructor(connectionString: string, poolSize: number, onError?: (err: Error) => void) {
+    this.pool = new pg.Pool({
+      connectionString,
+      max: poolSize,
+      connectionTimeoutMillis: 5000,
+      idleTimeoutMillis: 30000,
+      types: {
+        getTypeParser: ((oid: number, format?: string) =>
+          oid === INT8_OID
+            ? (v: string) => Number(v)
+            : pg.types.getTypeParser(oid, format as "text")) as typeof pg.types.getTypeParser,
+      },
+    });
+    // An idle client losing its connection must not crash the process; the next query reconnects.
+    this.pool.on("error", err => onError?.(err));
+  }
+
+  async query<T>(text: string, params?: unknown[]): Promise<QueryResult<T>> {
+    try {
+      const r = await this.pool.query(text, params);
+      return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+    } catch (err) {
+      throw wrap(err);
+    }
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.query(script);
+  }
+
+  async transaction<R>(fn: (tx: SqlExecutor) => Promise<R>): Promise<R> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw wrap(err);
+    }
+    const tx: SqlExecutor = {
+      query: async <T>(text: string, params?: unknown[]) => {
+        const r = await client.query(text, params);
+        return { rows: r.rows as T[], rowCount: r.rowCount ?? 0 };
+      },
+      exec: async (script: string) => {
+        await client.query(script);
+      },
+    };
+    let broken = false;
+    try {
+      await client.query("BEGIN");
+      const result = await fn(tx);
+      await client.query("COMMIT");
+      return result;
+    } catch (err) {
+      broken = isConnectionFailure(err);
+      await client.query("ROLLBACK").catch(() => {
+        broken = true;
+      });
+      throw wrap(err);
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,72 @@
+import { ConfigError } from "../lib/errors";
+import { loadConfig, type Config } from "../lib/config";
+import { createNode } from "../lib/node";
+
+function describe(config: Config): string[] {
+  const lines = [`node ${config.nodeID} running: ${config.services.join(", ")}`];
+  const mode = (set: unknown, real: string, embedded: string) => (set ? real : embedded);
+  lines.push(
+    `  log       ${mode(config.kafka.brokers, `Kafka ${config.kafka.brokers?.join(",")} topic "${config.kafka.topic}"`, `embedded (${config.kafka.partitions} partitions)`)}`,
+    `  database  ${mode(config.databaseUrl, "Postgres (DATABASE_URL)", `embedded PGlite (${config.dataDir})`)}`,
+    `  snapshots ${mode(config.redisUrl, "Redis (REDIS_URL)", "in memory")}`,
+    `  cluster   ${mode(config.natsUrl, `NATS ${config.natsUrl}`, "single process (no NATS_URL)")}`,
+  );
+  if (config.services.includes("gateway")) {
+    const base = `http://localhost:${config.port}`;
+    lines.push(
+      `  dashboard ${base}/`,
+      `  ingest    POST ${base}/ingest`,
+      `  API       ${base}/api/symbols`,
+      `  health    ${base}/readyz`,
+    );
+  }
+  if (config.metricsPort > 0) lines.push(`  metrics   http://localhost:${config.metricsPort}/metrics`);
+  if (config.demoFeed.enabled && config.services.includes("gateway")) {
+    lines.push(`  demo feed on (${config.demoFeed.rate} msg/s, walk model); DEMO_FEED=0 turns it off`);
+  }
+  return lines;
+}
+
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const node = createNode(config);
+  const { broker } = node;
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    broker.logger.info(`${signal}: stopping (grace ${config.actors.shutdownGraceMs} ms)`);
+    const deadline = setTimeout(() => {
+      broker.logger.error(`shutdown took longer than ${config.actors.shutdownGraceMs} ms; exiting`);
+      process.exit(1);
+    }, config.actors.shutdownGraceMs + 2000);
+    deadline.unref();
+    try {
+      await broker.stop();
+      process.exit(0);
+    } catch (err) {
+      broker.logger.error("shutdown failed", err);
+      process.exit(1);
+    }
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+
+  await broker.start();
+  for (const line of describe(config)) broker.logger.info(line);
+}
+
+main().catch(err => {
+  console.error(`start-up failed: ${(err as Error).stack ?? err}`);
+  process.exit(1);
+});

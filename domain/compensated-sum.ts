@@ -1,0 +1,56 @@
+/**
+ * A running sum with Neumaier's compensation (the improved Kahan summation): `compensation` carries the
+ * low-order bits that each addition to `sum` rounds away, so `value` stays accurate to about one rounding
+ * of the true sum instead of drifting by one rounding per addition over millions of ticks.
+ *
+ * Both fields are plain finite numbers, so the state survives a JSON round trip bit for bit.
+ */
+export interface CompensatedSumState {
+  sum: number;
+  compensation: number;
+}
+
+export class CompensatedSum {
+  private sum = 0;
+  private compensation = 0;
+
+  add(x: number): void {
+    const s = this.sum;
+    const t = s + x;
+    // Neumaier's branch: the operand of larger magnitude keeps its bits, so recover the smaller one's lost part.
+    if ((s < 0 ? -s : s) >= (x < 0 ? -x : x)) {
+      this.compensation += s - t + x;
+    } else {
+      this.compensation += x - t + s;
+    }
+    this.sum = t;
+  }
+
+  get value(): number {
+    return this.sum + this.compensation;
+  }
+
+  reset(): void {
+    this.sum = 0;
+    this.compensation = 0;
+  }
+
+  snapshot(): CompensatedSumState {
+    return { sum: this.sum, compensation: this.compensation };
+  }
+
+  static restore(state: CompensatedSumState): CompensatedSum {
+    const s = new CompensatedSum();
+    s.sum = requireFinite(state.sum, "sum");
+    s.compensation = requireFinite(state.compensation, "compensation");
+    return s;
+  }
+}
+
+/** Snapshots come from outside the process (Redis), so a missing or mangled number must fail loudly. */
+export function requireFinite(value: unknown, what: string): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) {
+    throw new TypeError(`${what} must be a finite number, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,215 @@
+import { z } from "zod";
+
+/**
+ * The message shapes the system accepts: the course generator's five message types
+ * (shared/specs/generator-contract.md). These schemas are the single source of truth:
+ * types come from `z.infer`, the gateway's error messages from zod's issues, and the
+ * API docs' JSON Schema from `z.toJSONSchema`.
+ *
+ * Unknown extra fields are stripped (zod's default), so they are never forwarded to Kafka.
+ */
+
+/** 2000-01-01T00:00:00Z and 2100-01-01T00:00:00Z in epoch seconds: the window a tick's time must fall in. */
+export const MIN_EPOCH_SECONDS = 946684800;
+export const MAX_EPOCH_SECONDS = 4102444800;
+
+/**
+ * Tickers as exchanges write them: AAPL, BRK.B, BF-B, 0700.HK. Upper case, a root of up to
+ * ten letters or digits, then at most two `.` or `-` separated suffixes.
+ */
+export const TICKER_PATTERN = /^[A-Z0-9]{1,10}(?:[.-][A-Z0-9]{1,6}){0,2}$/;
+
+const finite = (what: string) =>
+  z
+    .number({ error: iss => (iss.input === undefined ? "is required" : `must be a number (${what})`) })
+    .refine(Number.isFinite, {
+      message: "must be a finite number",
+      abort: true,
+    });
+
+const price = (what: string) => finite(what).refine(v => v > 0, { message: "must be greater than 0" });
+
+const timestamp = z
+  .number({
+    error: iss =>
+      iss.input === undefined ? "is required" : "must be a number of seconds since the Unix epoch",
+  })
+  .refine(Number.isFinite, { message: "must be a finite number", abort: true })
+  .superRefine((v, ctx) => {
+    if (v >= MAX_EPOCH_SECONDS && v / 1000 >= MIN_EPOCH_SECONDS && v / 1000 < MAX_EPOCH_SECONDS) {
+      ctx.addIssue({
+        code: "custom",
+        message: `looks like milliseconds since the epoch; send seconds (for example ${Math.floor(v / 1000)}.${String(Math.floor(v % 1000)).padStart(3, "0")})`,
+      });
+    } else if (v < MIN_EPOCH_SECONDS || v >= MAX_EPOCH_SECONDS) {
+      ctx.addIssue({
+        code: "custom",
+        message: "must be seconds since the Unix epoch between 2000-01-01 and 2100-01-01",
+      });
+    }
+  });
+
+const symbol = z
+  .string({ error: iss => (iss.input === undefined ? "is required" : "must be a string") })
+  .regex(TICKER_PATTERN, { message: "must be an upper-case ticker such as AAPL, BRK.B or BF-B" });
+
+const nonNegativeInt = (what: string) =>
+  finite(what)
+    .refine(Number.isSafeInteger, { message: "must be a whole number", abort: true })
+    .refine(v => v >= 0, { message: "must not be negative" });
+
+/** A price tick: the message without `data_type`. */
+export const priceTickSchema = z
+  .object({
+    data_type: z.undefined().optional(),
+    stock_symbol: symbol,
+    opening_price: price("the opening price"),
+    closing_price: price("the closing price"),
+    high: price("the highest price"),
+    low: price("the lowest price"),
+    volume: nonNegativeInt("the traded volume"),
+    timestamp,
+  })
+  .superRefine((t, ctx) => {
+    if (t.low > Math.min(t.opening_price, t.closing_price)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["low"],
+        message: "must not be above opening_price or closing_price",
+      });
+    }
+    if (t.high < Math.max(t.opening_price, t.closing_price)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["high"],
+        message: "must not be below opening_price or closing_price",
+      });
+    }
+  })
+  .transform(({ data_type: _omit, ...tick }) => tick);
+
+export const orderBookSchema = z.object({
+  data_type: z.literal("order_book"),
+  timestamp,
+  stock_symbol: symbol,
+  order_type: z.enum(["buy", "sell"], { error: 'must be "buy" or "sell"' }),
+  price: price("the order price"),
+  quantity: nonNegativeInt("the order quantity").refine(v => v > 0, { message: "must be at least 1" }),
+});
+
+export const newsSentimentSchema = z.object({
+  data_type: z.literal("news_sentiment"),
+  timestamp,
+  stock_symbol: symbol,
+  sentiment_score: finite("the sentiment score").refine(v => v >= -1 && v <= 1, {
+    message: "must be between -1 and 1",
+  }),
+  sentiment_magnitude: finite("the sentiment magnitude").refine(v => v >= 0, {
+    message: "must not be negative",
+  }),
+});
+
+export const marketDataSchema = z.object({
+  data_type: z.literal("market_data"),
+  timestamp,
+  stock_symbol: symbol,
+  market_cap: price("the market capitalisation"),
+  pe_ratio: finite("the price/earnings ratio"),
+});
+
+/** Market-wide data: it has no `stock_symbol`, so it is keyed by its indicator name. */
+export const economicIndicatorSchema = z.object({
+  data_type: z.literal("economic_indicator"),
+  timestamp,
+  indicator_name: z
+    .string({ error: iss => (iss.input === undefined ? "is required" : "must be a string") })
+    .trim()
+    .min(1, { message: "must not be empty" })
+    .max(100, { message: "must be at most 100 characters" }),
+  value: finite("the indicator value"),
+});
+
+export const SIDE_DATA_TYPES = ["order_book", "news_sentiment", "market_data", "economic_indicator"] as const;
+export type SideDataType = (typeof SIDE_DATA_TYPES)[number];
+
+const sideDataSchema = z.discriminatedUnion("data_type", [
+  orderBookSchema,
+  newsSentimentSchema,
+  marketDataSchema,
+  economicIndicatorSchema,
+]);
+
+export type PriceTick = z.infer<typeof priceTickSchema>;
+export type OrderBook = z.infer<typeof orderBookSchema>;
+export type NewsSentiment = z.infer<typeof newsSentimentSchema>;
+export type MarketData = z.infer<typeof marketDataSchema>;
+export type EconomicIndicator = z.infer<typeof economicIndicatorSchema>;
+export type SymbolSideData = OrderBook | NewsSentiment | MarketData;
+export type StockMessage = PriceTick | SymbolSideData | EconomicIndicator;
+
+export function isPriceTick(m: StockMessage): m is PriceTick {
+  return !("data_type" in m);
+}
+
+/** The Kafka key: the symbol, so each symbol's messages keep their order in one partition. */
+export function messageKey(m: StockMessage): string {
+  return "stock_symbol" in m ? m.stock_symbol : m.indicator_name;
+}
+
+export interface MessageIssue {
+  path: string;
+  message: string;
+}
+
+export type ParseResult = { ok: true; message: StockMessage } | { ok: false; issues: MessageIssue[] };
+
+function formatPath(path: PropertyKey[]): string {
+  return path.map(String).join(".") || "(root)";
+}
+
+/** Validates one decoded JSON value as a stock message. Never throws. */
+export function parseMessage(input: unknown): ParseResult {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    const got = input === null ? "null" : Array.isArray(input) ? "an array" : typeof input;
+    return { ok: false, issues: [{ path: "(root)", message: `must be a JSON object, got ${got}` }] };
+  }
+  const record = input as Record<string, unknown>;
+  if (record.data_type !== undefined) {
+    if (
+      typeof record.data_type !== "string" ||
+      !(SIDE_DATA_TYPES as readonly string[]).includes(record.data_type)
+    ) {
+      return {
+        ok: false,
+        issues: [
+          {
+            path: "data_type",
+            message: `must be one of ${SIDE_DATA_TYPES.join(", ")} (or absent for a price tick), got ${JSON.stringify(record.data_type)}`,
+          },
+        ],
+      };
+    }
+    const side = sideDataSchema.safeParse(input);
+    return side.success
+      ? { ok: true, message: side.data }
+      : { ok: false, issues: side.error.issues.map(i => ({ path: formatPath(i.path), message: i.message })) };
+  }
+  const tick = priceTickSchema.safeParse(input);
+  return tick.success
+    ? { ok: true, message: tick.data }
+    : { ok: false, issues: tick.error.issues.map(i => ({ path: formatPath(i.path), message: i.message })) };
+}
+
+/** JSON Schema of everything `POST /ingest` accepts per item, for the API docs. */
+export function ingestJsonSchema(): unknown {
+  return z.toJSONSchema(
+    z.union([
+      priceTickSchema.in,
+      orderBookSchema,
+      newsSentimentSchema,
+      marketDataSchema,
+      economicIndicatorSchema,
+    ]),
+    { unrepresentable: "any", io: "input" },
+  );
+}

@@ -1,0 +1,269 @@
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { ConfigError } from "./errors";
+
+/**
+ * Every environment variable the system reads, validated once at start-up.
+ * Services receive the parsed `Config`; nothing else reads `process.env`.
+ * The README's configuration table documents the same variables.
+ */
+
+export const ALL_SERVICES = ["gateway", "ingest", "actors", "query", "notifier"] as const;
+export type ServiceName = (typeof ALL_SERVICES)[number];
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
+  z
+    .string()
+    .trim()
+    .regex(/^-?\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const num = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^-?\d+(\.\d+)?$/, "must be a number")
+    .transform(Number)
+    .pipe(z.number().min(min).max(max));
+
+const flag = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(
+    z.enum(["1", "0", "true", "false", "yes", "no", "on", "off"], {
+      error: "must be 1/0, true/false, yes/no or on/off",
+    }),
+  )
+  .transform(v => ["1", "true", "yes", "on"].includes(v));
+
+const optionalUrl = (schemes: string[]) =>
+  z
+    .string()
+    .trim()
+    .refine(
+      v => {
+        try {
+          return schemes.includes(new URL(v).protocol.replace(":", ""));
+        } catch {
+          return false;
+        }
+      },
+      { message: `must be a URL with scheme ${schemes.join(" or ")}` },
+    );
+
+const brokerList = z
+  .string()
+  .trim()
+  .transform(v =>
+    v
+      .split(",")
+      .map(s => s.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z
+      .array(z.string().regex(/^[\w.-]+:\d{1,5}$/, "must be host:port[,host:port...]"))
+      .min(1, "must name at least one broker"),
+  );
+
+const serviceList = z
+  .string()
+  .trim()
+  .transform(v =>
+    v
+      .split(",")
+      .map(s => s.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z
+      .array(z.enum(ALL_SERVICES, { error: `must be a comma list of ${ALL_SERVICES.join(", ")}` }))
+      .min(1, "must name at least one service"),
+  );
+
+const byteSize = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)?$/, "must be a size such as 512kb or 5mb")
+  .transform(v => {
+    const m = /^(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?$/.exec(v)!;
+    const unit = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[(m[2] ?? "b") as "b" | "kb" | "mb" | "gb"];
+    return Math.floor(Number(m[1]) * unit);
+  });
+
+const envSchema = z
+  .object({
+    PORT: int(0, 65535).default(5000),
+    HOST: z.string().trim().min(1).default("0.0.0.0"),
+    NODE_ID: z.string().trim().min(1).max(128).optional(),
+    NAMESPACE: z
+      .string()
+      .trim()
+      .regex(/^[\w-]*$/, "must be letters, digits, - or _")
+      .default(""),
+    SERVICES: serviceList.optional(),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+    METRICS_PORT: int(0, 65535).default(3030),
+
+    KAFKA_BROKERS: brokerList.optional(),
+    KAFKA_TOPIC: z
+      .string()
+      .trim()
+      .regex(/^[a-zA-Z0-9._-]{1,249}$/, "must be a valid Kafka topic name")
+      .default("stock"),
+    KAFKA_PARTITIONS: int(1, 10000).default(12),
+    KAFKA_GROUP_ID: z.string().trim().min(1).default("stock-actors"),
+    KAFKA_CLIENT_ID: z.string().trim().min(1).default("stock-actors"),
+    KAFKA_ACK_TIMEOUT_MS: int(100, 600000).default(5000),
+    KAFKA_SESSION_TIMEOUT_MS: int(6000, 300000).default(10000),
+
+    NATS_URL: optionalUrl(["nats", "tls"]).optional(),
+    DATABASE_URL: optionalUrl(["postgres", "postgresql"]).optional(),
+    DATABASE_POOL_SIZE: int(1, 1000).default(10),
+    REDIS_URL: optionalUrl(["redis", "rediss"]).optional(),
+    DATA_DIR: z.string().trim().min(1).default("./data"),
+
+    SMA_PERIOD: int(1, 100000).default(20),
+    EMA_PERIOD: int(1, 100000).default(20),
+    RSI_PERIOD: int(1, 100000).default(14),
+    RSI_OVERSOLD: num(0, 100).default(30),
+    RSI_OVERBOUGHT: num(0, 100).default(70),
+
+    DEMO_FEED: flag.optional(),
+    DEMO_FEED_RATE: num(0.01, 100000).default(10),
+
+    INGEST_TOKEN: z.string().min(1).optional(),
+    INGEST_MAX_BATCH: int(1, 1000000).default(10000),
+    INGEST_BODY_LIMIT: byteSize.default(5 * 1024 ** 2),
+    INGEST_RATE_LIMIT: int(0).default(0),
+    INGEST_LINGER_MS: int(0, 1000).default(0),
+
+    ACTOR_IDLE_MS: int(1000).default(300000),
+    SHUTDOWN_GRACE_MS: int(100, 600000).default(10000),
+    RETRY_MAX_BACKOFF_MS: int(10, 600000).default(10000),
+  })
+  .superRefine((env, ctx) => {
+    if (env.RSI_OVERSOLD >= env.RSI_OVERBOUGHT) {
+      ctx.addIssue({ code: "custom", path: ["RSI_OVERSOLD"], message: "must be below RSI_OVERBOUGHT" });
+    }
+  });
+
+export type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  port: number;
+  host: string;
+  nodeID: string;
+  /** Moleculer namespace: nodes only see nodes of the same namespace on a shared transporter. */
+  namespace: string;
+  services: ServiceName[];
+  logLevel: Env["LOG_LEVEL"];
+  metricsPort: number;
+  kafka: {
+    /** Undefined: the embedded in-process log stands in for Kafka. */
+    brokers?: string[];
+    topic: string;
+    partitions: number;
+    groupId: string;
+    clientId: string;
+    ackTimeoutMs: number;
+    sessionTimeoutMs: number;
+  };
+  natsUrl?: string;
+  /** Undefined: embedded PGlite under `dataDir`. */
+  databaseUrl?: string;
+  databasePoolSize: number;
+  /** Undefined: in-memory snapshots. */
+  redisUrl?: string;
+  dataDir: string;
+  indicators: {
+    smaPeriod: number;
+    emaPeriod: number;
+    rsiPeriod: number;
+    rsiOversold: number;
+    rsiOverbought: number;
+  };
+  demoFeed: { enabled: boolean; rate: number };
+  ingest: {
+    token?: string;
+    maxBatch: number;
+    bodyLimitBytes: number;
+    rateLimitPerSecond: number;
+    lingerMs: number;
+  };
+  actors: {
+    idleMs: number;
+    shutdownGraceMs: number;
+    retryMaxBackoffMs: number;
+  };
+}
+
+/** Reads and validates the environment. Throws a ConfigError naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const present: Record<string, string> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") present[key] = value;
+  }
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map(issue => {
+      const name = String(issue.path[0] ?? "environment");
+      const shown = present[name] !== undefined ? ` (got "${present[name]}")` : "";
+      return `${name}${shown}: ${issue.message}`;
+    });
+    throw new ConfigError(`invalid configuration: ${issues.join("; ")}`);
+  }
+  const e = parsed.data;
+  const embeddedLog = e.KAFKA_BROKERS === undefined;
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    nodeID: e.NODE_ID ?? `${os.hostname()}-${process.pid}`,
+    namespace: e.NAMESPACE,
+    services: e.SERVICES ?? [...ALL_SERVICES],
+    logLevel: e.LOG_LEVEL,
+    metricsPort: e.METRICS_PORT,
+    kafka: {
+      brokers: e.KAFKA_BROKERS,
+      topic: e.KAFKA_TOPIC,
+      partitions: e.KAFKA_PARTITIONS,
+      groupId: e.KAFKA_GROUP_ID,
+      clientId: e.KAFKA_CLIENT_ID,
+      ackTimeoutMs: e.KAFKA_ACK_TIMEOUT_MS,
+      sessionTimeoutMs: e.KAFKA_SESSION_TIMEOUT_MS,
+    },
+    natsUrl: e.NATS_URL,
+    databaseUrl: e.DATABASE_URL,
+    databasePoolSize: e.DATABASE_POOL_SIZE,
+    redisUrl: e.REDIS_URL,
+    dataDir: path.resolve(e.DATA_DIR),
+    indicators: {
+      smaPeriod: e.SMA_PERIOD,
+      emaPeriod: e.EMA_PERIOD,
+      rsiPeriod: e.RSI_PERIOD,
+      rsiOversold: e.RSI_OVERSOLD,
+      rsiOverbought: e.RSI_OVERBOUGHT,
+    },
+    demoFeed: { enabled: e.DEMO_FEED ?? embeddedLog, rate: e.DEMO_FEED_RATE },
+    ingest: {
+      token: e.INGEST_TOKEN,
+      maxBatch: e.INGEST_MAX_BATCH,
+      bodyLimitBytes: e.INGEST_BODY_LIMIT,
+      rateLimitPerSecond: e.INGEST_RATE_LIMIT,
+      lingerMs: e.INGEST_LINGER_MS,
+    },
+    actors: {
+      idleMs: e.ACTOR_IDLE_MS,
+      shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+      retryMaxBackoffMs: e.RETRY_MAX_BACKOFF_MS,
+    },
+  };
+}
+
+/** The variables with their defaults, for the README table and `--help` output. */
+export const CONFIG_VARIABLES = Object.keys(envSchema.shape);

@@ -1,0 +1,104 @@
+import type { ServiceBroker } from "moleculer";
+
+/**
+ * The system's own Prometheus metrics, beside Moleculer's built-in ones. Names use dots here;
+ * the Prometheus reporter turns them into underscores (stock_ingest_accepted_total, ...).
+ */
+export const METRIC = {
+  ingestAccepted: "stock.ingest.accepted.total",
+  ingestRejected: "stock.ingest.rejected.total",
+  produceLatency: "stock.kafka.produce.latency.seconds",
+  produceBatchSize: "stock.kafka.produce.batch.records",
+  applyLatency: "stock.actor.apply.latency.seconds",
+  persistLatency: "stock.batch.persist.latency.seconds",
+  snapshotLatency: "stock.snapshot.latency.seconds",
+  consumerLag: "stock.consumer.lag",
+  activeActors: "stock.actors.active",
+  ownedPartitions: "stock.partitions.owned",
+  signals: "stock.signals.total",
+  ticksProcessed: "stock.ticks.processed.total",
+  rebalances: "stock.rebalances.total",
+  deadLetters: "stock.dead.letters.total",
+  websocketClients: "stock.websocket.clients",
+} as const;
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+type Definition = {
+  name: string;
+  type: "counter" | "gauge" | "histogram";
+  description: string;
+  labelNames?: string[];
+  buckets?: number[];
+  unit?: string;
+};
+
+const DEFINITIONS: Definition[] = [
+  {
+    name: METRIC.ingestAccepted,
+    type: "counter",
+    description: "Messages acknowledged by the log",
+    labelNames: ["type"],
+  },
+  {
+    name: METRIC.ingestRejected,
+    type: "counter",
+    description: "Ingest requests refused, by reason",
+    labelNames: ["reason"],
+  },
+  {
+    name: METRIC.produceLatency,
+    type: "histogram",
+    description: "Produce call latency until acks=all",
+    buckets: LATENCY_BUCKETS,
+    unit: "seconds",
+  },
+  {
+    name: METRIC.produceBatchSize,
+    type: "histogram",
+    description: "Records per produce call",
+    buckets: [1, 10, 100, 1000, 5000, 20000],
+  },
+  {
+    name: METRIC.applyLatency,
+    type: "histogram",
+    description: "Actor apply time per batch",
+    buckets: LATENCY_BUCKETS,
+    unit: "seconds",
+  },
+  {
+    name: METRIC.persistLatency,
+    type: "histogram",
+    description: "Postgres transaction time per batch",
+    buckets: LATENCY_BUCKETS,
+    unit: "seconds",
+  },
+  {
+    name: METRIC.snapshotLatency,
+    type: "histogram",
+    description: "Fenced snapshot write time per batch",
+    buckets: LATENCY_BUCKETS,
+    unit: "seconds",
+  },
+  {
+    name: METRIC.consumerLag,
+    type: "gauge",
+    description: "Messages not yet processed, per partition",
+    labelNames: ["partition"],
+  },
+  { name: METRIC.activeActors, type: "gauge", description: "Symbol actors in memory on this node" },
+  { name: METRIC.ownedPartitions, type: "gauge", description: "Partitions this node owns" },
+  { name: METRIC.signals, type: "counter", description: "Buy/sell signals emitted", labelNames: ["side"] },
+  { name: METRIC.ticksProcessed, type: "counter", description: "Price ticks applied by actors" },
+  { name: METRIC.rebalances, type: "counter", description: "Partition assignments received" },
+  { name: METRIC.deadLetters, type: "counter", description: "Messages sent to the dead-letter table" },
+  { name: METRIC.websocketClients, type: "gauge", description: "Connected WebSocket clients" },
+];
+
+/** Registers every custom metric once per broker (a second call is a no-op). */
+export function registerMetrics(broker: ServiceBroker): void {
+  if (!broker.isMetricsEnabled()) return;
+  for (const d of DEFINITIONS) {
+    if (!broker.metrics.getMetric(d.name)) broker.metrics.register({ ...d, quantiles: false } as never);
+  }
+}

@@ -1,0 +1,23 @@
+import { ServiceBroker } from "moleculer";
+import { brokerOptions } from "../moleculer.config";
+import { Resources } from "../adapters/resources";
+import { SERVICE_FACTORIES } from "../services";
+import type { Config } from "./config";
+
+export interface StockNode {
+  broker: ServiceBroker;
+  resources: Resources;
+  config: Config;
+}
+
+/** A broker with the services `config.services` names, sharing one set of adapters. Not started. */
+export function createNode(config: Config): StockNode {
+  const broker = new ServiceBroker(brokerOptions(config));
+  const resources = new Resources(config, broker.getLogger("resources"));
+  for (const name of config.services) {
+    const factory = SERVICE_FACTORIES[name];
+    if (!factory) throw new Error(`service "${name}" is not available in this build`);
+    broker.createService(factory({ config, resources }));
+  }
+  return { broker, resources, config };
+}

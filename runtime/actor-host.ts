@@ -1,0 +1,421 @@
+import type { LogBatch, LogMessage } from "../adapters/log/types";
+import type { SnapshotStore } from "../adapters/snapshots/types";
+import type { SqlClient } from "../adapters/sql/types";
+import { parseMessage, type SymbolSideData, type PriceTick } from "../domain/messages";
+import {
+  SymbolActor,
+  type ActorSnapshot,
+  type ActorView,
+  type IndicatorSettings,
+  type Signal,
+  type TickResult,
+} from "../domain/symbol-actor";
+import { FencedError, isRetriable } from "../lib/errors";
+import { partitionForKey } from "../lib/partitioner";
+import { emptyOutputs, type BatchOutputs, type TickRow } from "./batch-outputs";
+import { writeResults } from "./results-writer";
+
+export interface HostLogger {
+  info(...args: unknown[]): void;
+  warn(...args: unknown[]): void;
+  error(...args: unknown[]): void;
+  debug(...args: unknown[]): void;
+}
+
+/** What the host reports to its service: metrics and live events, all optional. */
+export interface HostObserver {
+  applied?(ticks: number, seconds: number): void;
+  persisted?(seconds: number): void;
+  snapshotted?(seconds: number): void;
+  committed?(partition: number, nextOffset: number, highWatermark: number): void;
+  deadLetters?(count: number): void;
+  /** After a batch is durable: the latest tick of each symbol it touched, and its signals. */
+  published?(partition: number, latest: TickResult[], signals: Signal[]): void;
+}
+
+export interface ActorHostOptions {
+  settings: IndicatorSettings;
+  sql: SqlClient;
+  snapshots: SnapshotStore;
+  /** Durably commits the log offset (Kafka commitOffsets). */
+  commit(partition: number, nextOffset: number): Promise<void>;
+  partitionCount: number;
+  idleMs: number;
+  retryMaxBackoffMs: number;
+  /** Messages per database transaction; a larger batch is split. */
+  chunkSize?: number;
+  logger: HostLogger;
+  observer?: HostObserver;
+}
+
+interface ActorSlot {
+  actor: SymbolActor;
+  lastUsed: number;
+}
+
+/** One owned partition: its fencing epoch, its live actors, and a lock so batches never overlap. */
+class PartitionState {
+  epoch: number | null = null;
+  readonly actors = new Map<string, ActorSlot>();
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly partition: number,
+    readonly generation: number,
+  ) {}
+
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+}
+
+/** Why a batch stopped before its end: the partition moved to another node, or this node is stopping. */
+class Abandoned extends Error {}
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
+/**
+ * Hosts the symbol actors of the partitions this node owns (ARCHITECTURE.md, "The actor model
+ * here"). Per batch, in this order: apply -> results to Postgres in one transaction -> fenced
+ * snapshots of the touched actors to Redis -> commit the offset. So a committed offset always
+ * lies below what Postgres and the snapshots hold, and a replay after a crash or a rebalance
+ * recomputes identical results that the database ignores.
+ */
+export class ActorHost {
+  private readonly partitions = new Map<number, PartitionState>();
+  private generation = 0;
+  private stopping = false;
+  private readonly chunkSize: number;
+
+  constructor(private readonly options: ActorHostOptions) {
+    this.chunkSize = options.chunkSize ?? 2000;
+  }
+
+  /** The group handed this node a new assignment: every partition is claimed afresh before its next batch. */
+  onAssignment(partitions: number[], generation: number): void {
+    this.generation = generation;
+    const previous = this.partitions;
+    const next = new Map<number, PartitionState>();
+    for (const p of partitions) next.set(p, new PartitionState(p, generation));
+    // Actors of a partition kept across the rebalance are dropped too: another node may have
+    // owned it in between, so its state is reloaded from the snapshots under the new epoch.
+    for (const [p, state] of previous) if (!next.has(p)) state.actors.clear();
+    previous.clear();
+    for (const [p, state] of next) this.partitions.set(p, state);
+  }
+
+  ownedPartitions(): number[] {
+    return [...this.partitions.keys()].sort((a, b) => a - b);
+  }
+
+  actorCount(): number {
+    let n = 0;
+    for (const state of this.partitions.values()) n += state.actors.size;
+    return n;
+  }
+
+  partitionOf(symbol: string): number {
+    return partitionForKey(symbol, this.options.partitionCount);
+  }
+
+  /** Symbols with a live actor in memory, per owned partition. */
+  activeSymbols(): Record<number, string[]> {
+    const out: Record<number, string[]> = {};
+    for (const [p, state] of this.partitions) out[p] = [...state.actors.keys()].sort();
+    return out;
+  }
+
+  /** Live state of a symbol this node owns: from memory, else from its snapshot; null when unknown or not owned here. */
+  async view(symbol: string): Promise<ActorView | null> {
+    const state = this.partitions.get(this.partitionOf(symbol));
+    if (!state) return null;
+    const slot = state.actors.get(symbol);
+    if (slot) return slot.actor.view();
+    const [stored] = await this.options.snapshots.load(state.partition, [symbol]);
+    return stored
+      ? SymbolActor.restore(JSON.parse(stored) as ActorSnapshot, this.options.settings).view()
+      : null;
+  }
+
+  isOwned(symbol: string): boolean {
+    return this.partitions.has(this.partitionOf(symbol));
+  }
+
+  /** Writes the snapshot of a live actor now (the REPL's `snapshot` command). */
+  async snapshotNow(symbol: string): Promise<{ partition: number; epoch: number; bytes: number } | null> {
+    const state = this.partitions.get(this.partitionOf(symbol));
+    if (!state) return null;
+    return state.exclusive(async () => {
+      const slot = state.actors.get(symbol);
+      if (!slot || state.epoch === null) return null;
+      const json = JSON.stringify(slot.actor.snapshot());
+      await this.options.snapshots.save(state.partition, state.epoch, [{ symbol, state: json }]);
+      return { partition: state.partition, epoch: state.epoch, bytes: Buffer.byteLength(json) };
+    });
+  }
+
+  /** Drops actors idle for longer than `idleMs`. Every batch already snapshotted them, so nothing is lost. */
+  async passivateIdle(now = Date.now()): Promise<number> {
+    let dropped = 0;
+    for (const state of [...this.partitions.values()]) {
+      await state.exclusive(async () => {
+        for (const [symbol, slot] of state.actors) {
+          if (now - slot.lastUsed >= this.options.idleMs) {
+            state.actors.delete(symbol);
+            dropped += 1;
+          }
+        }
+      });
+    }
+    return dropped;
+  }
+
+  /** Batches in flight finish (with their commit); retry loops give up instead of waiting for a dependency. */
+  beginStop(): void {
+    this.stopping = true;
+  }
+
+  /** Processes one batch; returns how many leading messages are durably done (and committed). */
+  async handleBatch(batch: LogBatch, generation: number): Promise<number> {
+    const state = this.partitions.get(batch.partition);
+    if (!state || state.generation !== generation || generation !== this.generation) return 0;
+    return state.exclusive(async () => {
+      let done = 0;
+      try {
+        if (state.epoch === null) {
+          state.actors.clear();
+          state.epoch = await this.retry(batch, `claim partition ${batch.partition}`, () =>
+            this.options.snapshots.claim(batch.partition),
+          );
+          this.options.logger.info(`partition ${batch.partition}: claimed with epoch ${state.epoch}`);
+        }
+        for (let start = 0; start < batch.messages.length; start += this.chunkSize) {
+          const chunk = batch.messages.slice(start, start + this.chunkSize);
+          await this.processChunk(state, batch, chunk);
+          done += chunk.length;
+          await batch.heartbeat().catch(() => undefined);
+        }
+      } catch (err) {
+        // Whatever the actors applied past the last commit is not durable: forget it, so the
+        // next owner (or this node, after a new claim) starts again from the snapshots.
+        state.actors.clear();
+        if (err instanceof FencedError) {
+          state.epoch = null;
+          this.options.logger.warn(`partition ${batch.partition}: ${err.message}; dropping its actors`);
+        } else if (!(err instanceof Abandoned)) {
+          throw err;
+        }
+      }
+      return done;
+    });
+  }
+
+  private async processChunk(state: PartitionState, batch: LogBatch, chunk: LogMessage[]): Promise<void> {
+    const { observer } = this.options;
+    const partition = state.partition;
+    const parsed = await this.activate(state, batch, chunk);
+
+    const applyStarted = process.hrtime.bigint();
+    const out = emptyOutputs(partition);
+    const touched = new Map<string, SymbolActor>();
+    const latest = new Map<string, TickResult>();
+    const now = Date.now();
+    for (let i = 0; i < chunk.length; i++) {
+      const m = chunk[i];
+      const item = parsed[i];
+      if ("reason" in item) {
+        out.deadLetters.push({
+          offset: m.offset,
+          key: m.key,
+          payload: m.value?.toString("utf8") ?? null,
+          reason: item.reason,
+        });
+        continue;
+      }
+      if (item.economic) {
+        const e = item.economic;
+        out.economic.push({
+          name: e.indicator_name,
+          value: e.value,
+          timestamp: e.timestamp,
+          offset: m.offset,
+        });
+        continue;
+      }
+      const slot = state.actors.get(item.symbol)!;
+      slot.lastUsed = now;
+      let output;
+      try {
+        output = slot.actor.apply(item.message, m.offset);
+      } catch (err) {
+        out.deadLetters.push({
+          offset: m.offset,
+          key: m.key,
+          payload: m.value?.toString("utf8") ?? null,
+          reason: (err as Error).message,
+        });
+        continue;
+      }
+      if (output === null) continue;
+      touched.set(item.symbol, slot.actor);
+      if (output.kind === "tick") {
+        const row = output.tick as TickRow;
+        row.logTimestamp = m.timestamp;
+        out.ticks.push(row);
+        latest.set(item.symbol, output.tick);
+        if (output.signal) out.signals.push(output.signal);
+      } else {
+        pushSide(out, output.side.payload, output.side.sideSeq);
+      }
+    }
+    for (const actor of touched.values()) {
+      if (!latest.has(actor.symbol)) continue;
+      const a = actor.view().aggregates;
+      out.aggregates.push({
+        symbol: actor.symbol,
+        totalVolume: a.total_volume,
+        averageVolume: a.average_volume ?? 0,
+        averageOpen: a.average_opening_price ?? 0,
+        averageClose: a.average_closing_price ?? 0,
+        lowest: a.lowest_price ?? 0,
+        highest: a.highest_price ?? 0,
+        tickCount: a.tick_count,
+        firstTimestamp: a.first_timestamp ?? 0,
+        lastTimestamp: a.last_timestamp ?? 0,
+        lastSeq: actor.seq,
+      });
+    }
+    observer?.applied?.(out.ticks.length, Number(process.hrtime.bigint() - applyStarted) / 1e9);
+
+    const persistStarted = process.hrtime.bigint();
+    await this.retry(batch, `persist partition ${partition}`, () => writeResults(this.options.sql, out));
+    observer?.persisted?.(Number(process.hrtime.bigint() - persistStarted) / 1e9);
+    if (out.deadLetters.length > 0) {
+      observer?.deadLetters?.(out.deadLetters.length);
+      this.options.logger.warn(
+        `partition ${partition}: ${out.deadLetters.length} message(s) to dead_letters, first at offset ${out.deadLetters[0].offset}: ${out.deadLetters[0].reason}`,
+      );
+    }
+
+    if (touched.size > 0) {
+      const entries = [...touched.values()].map(a => ({
+        symbol: a.symbol,
+        state: JSON.stringify(a.snapshot()),
+      }));
+      const snapshotStarted = process.hrtime.bigint();
+      await this.retry(batch, `snapshot partition ${partition}`, () =>
+        this.options.snapshots.save(partition, state.epoch!, entries),
+      );
+      observer?.snapshotted?.(Number(process.hrtime.bigint() - snapshotStarted) / 1e9);
+    }
+
+    const next = chunk[chunk.length - 1].offset + 1;
+    await this.retry(batch, `commit partition ${partition}`, () => this.options.commit(partition, next));
+    observer?.committed?.(partition, next, batch.highWatermark);
+    if (latest.size > 0 || out.signals.length > 0)
+      observer?.published?.(partition, [...latest.values()], out.signals);
+  }
+
+  /** Parses the chunk and makes sure every symbol in it has a live actor, restoring snapshots in one read. */
+  private async activate(state: PartitionState, batch: LogBatch, chunk: LogMessage[]): Promise<Parsed[]> {
+    const parsed = chunk.map(m => this.parse(m));
+    const missing = new Set<string>();
+    for (const p of parsed) if ("symbol" in p && !state.actors.has(p.symbol)) missing.add(p.symbol);
+    if (missing.size === 0) return parsed;
+    const symbols = [...missing];
+    const stored = await this.retry(batch, `load snapshots of partition ${state.partition}`, () =>
+      this.options.snapshots.load(state.partition, symbols),
+    );
+    const now = Date.now();
+    symbols.forEach((symbol, i) => {
+      const json = stored[i];
+      const actor = json
+        ? SymbolActor.restore(JSON.parse(json) as ActorSnapshot, this.options.settings)
+        : new SymbolActor(symbol, this.options.settings);
+      state.actors.set(symbol, { actor, lastUsed: now });
+    });
+    return parsed;
+  }
+
+  private parse(m: LogMessage): Parsed {
+    const p = parseLogMessage(m);
+    if ("symbol" in p) {
+      // Another producer may have keyed a message differently; its symbol's actor lives elsewhere.
+      const home = this.partitionOf(p.symbol);
+      if (home !== m.partition) {
+        return {
+          reason: `symbol ${p.symbol} belongs to partition ${home}, found in ${m.partition} (message key ${JSON.stringify(m.key)})`,
+        };
+      }
+    }
+    return p;
+  }
+
+  /**
+   * Retries `fn` while its failure is retriable (a dependency is down), with exponential backoff
+   * and heartbeats, for as long as this node still owns the partition. Nothing is committed
+   * meanwhile, so the log simply waits. Non-retriable failures propagate.
+   */
+  private async retry<T>(batch: LogBatch, what: string, fn: () => Promise<T>): Promise<T> {
+    let delay = 100;
+    for (let attempt = 1; ; attempt++) {
+      if (!batch.isActive()) throw new Abandoned(`${what}: partition ${batch.partition} is no longer ours`);
+      try {
+        return await fn();
+      } catch (err) {
+        if (!isRetriable(err)) throw err;
+        if (this.stopping) throw new Abandoned(`${what}: stopping`);
+        if (attempt === 1 || attempt % 10 === 0) {
+          this.options.logger.warn(
+            `${what} failed (attempt ${attempt}), retrying in ${delay} ms: ${(err as Error).message}`,
+          );
+        }
+        await batch.heartbeat().catch(() => undefined);
+        await sleep(delay);
+        delay = Math.min(delay * 2, this.options.retryMaxBackoffMs);
+      }
+    }
+  }
+}
+
+type Parsed =
+  | { symbol: string; message: PriceTick | SymbolSideData; economic?: undefined }
+  | { economic: { indicator_name: string; value: number; timestamp: number } }
+  | { reason: string };
+
+function parseLogMessage(m: LogMessage): Parsed {
+  if (!m.value) return { reason: "empty message value" };
+  let json: unknown;
+  try {
+    json = JSON.parse(m.value.toString("utf8"));
+  } catch (err) {
+    return { reason: `not JSON: ${(err as Error).message}` };
+  }
+  const r = parseMessage(json);
+  if (!r.ok) return { reason: r.issues.map(i => `${i.path} ${i.message}`).join("; ") };
+  const msg = r.message;
+  if ("stock_symbol" in msg) return { symbol: msg.stock_symbol, message: msg };
+  return { economic: msg };
+}
+
+function pushSide(out: BatchOutputs, payload: SymbolSideData, sideSeq: number): void {
+  const base = { symbol: payload.stock_symbol, sideSeq, timestamp: payload.timestamp };
+  switch (payload.data_type) {
+    case "order_book":
+      out.orderBook.push({
+        ...base,
+        orderType: payload.order_type,
+        price: payload.price,
+        quantity: payload.quantity,
+      });
+      break;
+    case "news_sentiment":
+      out.sentiment.push({ ...base, score: payload.sentiment_score, magnitude: payload.sentiment_magnitude });
+      break;
+    case "market_data":
+      out.marketData.push({ ...base, marketCap: payload.market_cap, peRatio: payload.pe_ratio });
+      break;
+  }
+}

@@ -1,0 +1,192 @@
+import { timingSafeEqual } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import path from "node:path";
+import type { Context, ServiceSchema } from "moleculer";
+import ApiGateway, { type IncomingRequest } from "moleculer-web";
+import type { Resources } from "../adapters/resources";
+import type { Config } from "../lib/config";
+import { METRIC, registerMetrics } from "../lib/metrics";
+import { projectRoot } from "../lib/paths";
+import { resourcesMixin } from "../mixins/resources.mixin";
+import { bodyFormat, decodeItems, HttpError, readBody } from "./gateway/http-body";
+import type { IngestParams, IngestResult } from "./ingest.service";
+
+type GatewayError = Error & {
+  code?: unknown;
+  type?: string;
+  data?: { issues?: unknown; retryable?: boolean };
+};
+
+/** Every error leaves the gateway as JSON: `{error, type, issues?, retryable?}` with its 4xx/5xx status. */
+export function sendJsonError(res: ServerResponse, err: GatewayError): void {
+  const status = typeof err.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
+  const body: Record<string, unknown> = { error: status === 500 ? "internal error" : err.message };
+  if (err.type) body.type = err.type;
+  if (err.data?.issues) body.issues = err.data.issues;
+  if (status === 503 || err.data?.retryable) body.retryable = true;
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const headers: Record<string, string> = { "Content-Type": "application/json; charset=utf-8" };
+  if (status === 401) headers["WWW-Authenticate"] = 'Bearer realm="ingest"';
+  if (status === 413) headers.Connection = "close";
+  res.writeHead(status, headers);
+  res.end(JSON.stringify(body));
+}
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const payload = JSON.stringify(body);
+  res.writeHead(status, {
+    "Content-Type": "application/json; charset=utf-8",
+    "Content-Length": Buffer.byteLength(payload),
+  });
+  res.end(payload);
+}
+
+function bearerMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer\s+(.+)$/i.exec(header ?? "");
+  if (!m) return false;
+  const given = Buffer.from(m[1].trim());
+  const expected = Buffer.from(token);
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/**
+ * The HTTP edge (moleculer-web): `POST /ingest` for generators and feeds, health endpoints,
+ * the REST API and the static dashboard. Ingest work goes to the `ingest` service through
+ * Moleculer, so it is balanced over every node that runs it.
+ */
+export default function createGatewayService(deps: { config: Config; resources: Resources }): ServiceSchema {
+  const { config, resources } = deps;
+  const { ingest } = config;
+
+  const ingestRoute = {
+    name: "ingest",
+    path: "/ingest",
+    bodyParsers: false,
+    mappingPolicy: "restrict",
+    logging: false,
+    ...(ingest.rateLimitPerSecond > 0
+      ? {
+          rateLimit: {
+            window: 1000,
+            limit: ingest.rateLimitPerSecond,
+            headers: true,
+            key: (req: IncomingRequest) =>
+              (req.headers["x-forwarded-for"] as string | undefined)?.split(",")[0].trim() ||
+              req.socket.remoteAddress ||
+              "unknown",
+          },
+        }
+      : {}),
+    aliases: {
+      async "POST /"(this: { broker: Context["broker"] }, req: IncomingRequest, res: ServerResponse) {
+        const metrics = this.broker.metrics;
+        try {
+          if (ingest.token && !bearerMatches(req.headers.authorization, ingest.token)) {
+            metrics.increment(METRIC.ingestRejected, { reason: "unauthorized" });
+            throw new HttpError(
+              401,
+              "UNAUTHORIZED",
+              "a valid bearer token is required (Authorization: Bearer <INGEST_TOKEN>)",
+            );
+          }
+          const format = bodyFormat(req.headers["content-type"]);
+          if (!format) {
+            metrics.increment(METRIC.ingestRejected, { reason: "content_type" });
+            req.resume();
+            throw new HttpError(
+              415,
+              "UNSUPPORTED_MEDIA_TYPE",
+              `Content-Type must be application/json or application/x-ndjson, got ${JSON.stringify(req.headers["content-type"] ?? null)}`,
+            );
+          }
+          let items: unknown[];
+          try {
+            items = decodeItems(await readBody(req, ingest.bodyLimitBytes), format);
+          } catch (err) {
+            metrics.increment(METRIC.ingestRejected, {
+              reason: (err as HttpError).code === 413 ? "too_large" : "invalid_json",
+            });
+            throw err;
+          }
+          if (items.length > ingest.maxBatch) {
+            metrics.increment(METRIC.ingestRejected, { reason: "too_large" });
+            throw new HttpError(
+              413,
+              "BATCH_TOO_LARGE",
+              `a batch holds at most ${ingest.maxBatch} messages (INGEST_MAX_BATCH), got ${items.length}`,
+            );
+          }
+          const result = await req.$ctx.call<IngestResult, IngestParams>("ingest.push", { items });
+          sendJson(res, 200, result);
+        } catch (err) {
+          sendJsonError(res, err as GatewayError);
+        }
+      },
+    },
+    onError(
+      this: { broker: Context["broker"] },
+      _req: IncomingRequest,
+      res: ServerResponse,
+      err: GatewayError,
+    ) {
+      if (err.code === 429) this.broker.metrics.increment(METRIC.ingestRejected, { reason: "rate_limited" });
+      sendJsonError(res, err);
+    },
+  };
+
+  const healthRoute = {
+    name: "health",
+    path: "/",
+    bodyParsers: false,
+    mappingPolicy: "restrict",
+    logging: false,
+    aliases: {
+      "GET healthz"(this: { broker: Context["broker"] }, _req: IncomingRequest, res: ServerResponse) {
+        sendJson(res, 200, {
+          status: "ok",
+          nodeID: this.broker.nodeID,
+          uptimeSeconds: Math.round(process.uptime()),
+        });
+      },
+      async "GET readyz"(this: { broker: Context["broker"] }, _req: IncomingRequest, res: ServerResponse) {
+        const checks = await resources.check(config.services);
+        const ingestReachable = this.broker.registry
+          .getServiceList({ onlyAvailable: true, skipInternal: true })
+          .some(s => s.name === "ingest");
+        checks.ingest = ingestReachable ? "ok" : "no node runs the ingest service";
+        const ready = Object.values(checks).every(v => v === "ok");
+        sendJson(res, ready ? 200 : 503, {
+          status: ready ? "ready" : "not ready",
+          nodeID: this.broker.nodeID,
+          checks,
+        });
+      },
+    },
+    onError(_req: IncomingRequest, res: ServerResponse, err: GatewayError) {
+      sendJsonError(res, err);
+    },
+  };
+
+  return {
+    name: "gateway",
+    mixins: [ApiGateway, resourcesMixin(resources)],
+    settings: {
+      port: config.port,
+      ip: config.host,
+      log4XXResponses: false,
+      logRequest: null,
+      logResponse: null,
+      routes: [ingestRoute, healthRoute],
+      assets: { folder: path.join(projectRoot(), "public"), options: { index: "index.html" } },
+      onError(_req: IncomingRequest, res: ServerResponse, err: GatewayError) {
+        sendJsonError(res, err);
+      },
+    },
+    started(this: { broker: Context["broker"] }) {
+      registerMetrics(this.broker);
+    },
+  };
+}

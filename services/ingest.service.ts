@@ -1,0 +1,137 @@
+import { Errors, type Context, type ServiceSchema } from "moleculer";
+import type { Resources } from "../adapters/resources";
+import { isPriceTick, messageKey, parseMessage, type StockMessage } from "../domain/messages";
+import type { Config } from "../lib/config";
+import { UnavailableError, type ValidationIssue } from "../lib/errors";
+import { METRIC, registerMetrics } from "../lib/metrics";
+import { resourcesMixin } from "../mixins/resources.mixin";
+import { ProduceCoalescer } from "../runtime/produce-coalescer";
+
+export interface IngestParams {
+  items: unknown[];
+}
+
+export interface IngestResult {
+  accepted: number;
+}
+
+/** Reported in a 400 body; a batch with thousands of bad items lists the first ones. */
+const MAX_REPORTED_ISSUES = 100;
+
+/** Validates a whole request. Any bad item rejects all of it: a batch is accepted whole or not at all. */
+export function validateItems(
+  items: unknown[],
+): { messages: StockMessage[] } | { issues: ValidationIssue[]; invalid: number } {
+  const messages: StockMessage[] = new Array(items.length);
+  const issues: ValidationIssue[] = [];
+  let invalid = 0;
+  for (let index = 0; index < items.length; index++) {
+    const r = parseMessage(items[index]);
+    if (r.ok) {
+      messages[index] = r.message;
+    } else {
+      invalid += 1;
+      for (const issue of r.issues) {
+        if (issues.length < MAX_REPORTED_ISSUES) issues.push({ index, ...issue });
+      }
+    }
+  }
+  return invalid > 0 ? { issues, invalid } : { messages };
+}
+
+/**
+ * Validation and durable produce. Called by the gateway through Moleculer, so any node running
+ * `ingest` can take the work. It answers only once the log acknowledged every record (Kafka:
+ * acks=all, idempotent producer); concurrent requests share produce calls.
+ */
+export default function createIngestService(deps: { config: Config; resources: Resources }): ServiceSchema {
+  const { config, resources } = deps;
+  let coalescer: ProduceCoalescer | null = null;
+  let closeProducer: (() => Promise<void>) | null = null;
+
+  return {
+    name: "ingest",
+    mixins: [resourcesMixin(resources)],
+
+    actions: {
+      push: {
+        visibility: "public",
+        async handler(
+          this: { broker: Context["broker"] },
+          ctx: Context<IngestParams>,
+        ): Promise<IngestResult> {
+          const metrics = this.broker.metrics;
+          const items = ctx.params.items;
+          if (!Array.isArray(items) || items.length === 0) {
+            metrics.increment(METRIC.ingestRejected, { reason: "empty" });
+            throw new Errors.MoleculerClientError("the request holds no messages", 400, "EMPTY_BATCH", {
+              issues: [
+                {
+                  index: 0,
+                  path: "(body)",
+                  message: "must be a message object or a non-empty array of them",
+                },
+              ],
+            });
+          }
+          const checked = validateItems(items);
+          if ("issues" in checked) {
+            metrics.increment(METRIC.ingestRejected, { reason: "invalid" });
+            const what =
+              items.length === 1
+                ? "the message is invalid"
+                : `${checked.invalid} of ${items.length} messages are invalid; nothing was accepted`;
+            throw new Errors.MoleculerClientError(what, 400, "VALIDATION_ERROR", { issues: checked.issues });
+          }
+          if (!coalescer)
+            throw new Errors.MoleculerRetryableError("ingest is starting", 503, "NOT_READY", {
+              retryable: true,
+            });
+          const records = checked.messages.map(m => ({ key: messageKey(m), value: JSON.stringify(m) }));
+          try {
+            await coalescer.send(records);
+          } catch (err) {
+            metrics.increment(METRIC.ingestRejected, { reason: "unavailable" });
+            if (err instanceof UnavailableError) {
+              throw new Errors.MoleculerRetryableError(err.message, 503, "LOG_UNAVAILABLE", {
+                retryable: true,
+              });
+            }
+            throw err;
+          }
+          let ticks = 0;
+          for (const m of checked.messages) if (isPriceTick(m)) ticks += 1;
+          if (ticks > 0) metrics.increment(METRIC.ingestAccepted, { type: "price" }, ticks);
+          if (ticks < records.length)
+            metrics.increment(METRIC.ingestAccepted, { type: "side" }, records.length - ticks);
+          return { accepted: records.length };
+        },
+      },
+    },
+
+    async started(this: { broker: Context["broker"]; logger: Context["broker"]["logger"] }) {
+      registerMetrics(this.broker);
+      const log = await resources.log();
+      const partitions = await log.ensureTopic();
+      const producer = await log.createProducer();
+      closeProducer = () => producer.close();
+      const metrics = this.broker.metrics;
+      coalescer = new ProduceCoalescer(producer, {
+        lingerMs: config.ingest.lingerMs,
+        ackTimeoutMs: config.kafka.ackTimeoutMs,
+        onBatch: (records, _requests, seconds) => {
+          metrics.observe(METRIC.produceLatency, seconds);
+          metrics.observe(METRIC.produceBatchSize, records);
+        },
+      });
+      this.logger.info(`producing to ${log.kind} topic "${log.topic}" (${partitions} partitions)`);
+    },
+
+    async stopped() {
+      const draining = coalescer;
+      coalescer = null;
+      await draining?.drain();
+      await closeProducer?.();
+    },
+  };
+}
