@@ -1,5 +1,8 @@
+import path from "node:path";
+import { IN_MEMORY } from "../adapters/resources";
 import { ConfigError } from "../lib/errors";
 import { loadConfig, type Config } from "../lib/config";
+import { startDemoFeed } from "../lib/demo-feed";
 import { createNode } from "../lib/node";
 
 function describe(config: Config): string[] {
@@ -7,7 +10,7 @@ function describe(config: Config): string[] {
   const mode = (set: unknown, real: string, embedded: string) => (set ? real : embedded);
   lines.push(
     `  log       ${mode(config.kafka.brokers, `Kafka ${config.kafka.brokers?.join(",")} topic "${config.kafka.topic}"`, `embedded (${config.kafka.partitions} partitions)`)}`,
-    `  database  ${mode(config.databaseUrl, "Postgres (DATABASE_URL)", `embedded PGlite (${config.dataDir})`)}`,
+    `  database  ${mode(config.databaseUrl, "Postgres (DATABASE_URL)", `embedded PGlite (${path.basename(config.dataDir) === IN_MEMORY ? "in memory" : config.dataDir})`)}`,
     `  snapshots ${mode(config.redisUrl, "Redis (REDIS_URL)", "in memory")}`,
     `  cluster   ${mode(config.natsUrl, `NATS ${config.natsUrl}`, "single process (no NATS_URL)")}`,
   );
@@ -41,6 +44,7 @@ async function main(): Promise<void> {
   const node = createNode(config);
   const { broker } = node;
 
+  let demoFeed: ReturnType<typeof startDemoFeed> = null;
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
@@ -52,6 +56,8 @@ async function main(): Promise<void> {
     }, config.actors.shutdownGraceMs + 2000);
     deadline.unref();
     try {
+      demoFeed?.stop();
+      await demoFeed?.done;
       await broker.stop();
       process.exit(0);
     } catch (err) {
@@ -64,6 +70,8 @@ async function main(): Promise<void> {
 
   await broker.start();
   for (const line of describe(config)) broker.logger.info(line);
+  const feedLogger = broker.getLogger("demo-feed");
+  demoFeed = startDemoFeed(config, line => feedLogger.info(line));
 }
 
 main().catch(err => {

@@ -142,6 +142,8 @@ const envSchema = z
     INGEST_RATE_LIMIT: int(0).default(0),
     INGEST_LINGER_MS: int(0, 1000).default(0),
 
+    NOTIFIER_WEBHOOK_URL: optionalUrl(["http", "https"]).optional(),
+
     ACTOR_IDLE_MS: int(1000).default(300000),
     SHUTDOWN_GRACE_MS: int(100, 600000).default(10000),
     RETRY_MAX_BACKOFF_MS: int(10, 600000).default(10000),
@@ -188,6 +190,8 @@ export interface Config {
     rsiOverbought: number;
   };
   demoFeed: { enabled: boolean; rate: number };
+  /** Where the notifier POSTs each signal as JSON; unset: log and WebSocket only. */
+  notifierWebhookUrl?: string;
   ingest: {
     token?: string;
     maxBatch: number;
@@ -250,6 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       rsiOverbought: e.RSI_OVERBOUGHT,
     },
     demoFeed: { enabled: e.DEMO_FEED ?? embeddedLog, rate: e.DEMO_FEED_RATE },
+    notifierWebhookUrl: e.NOTIFIER_WEBHOOK_URL,
     ingest: {
       token: e.INGEST_TOKEN,
       maxBatch: e.INGEST_MAX_BATCH,

@@ -1,4 +1,4 @@
-import { ServiceBroker } from "moleculer";
+import { ServiceBroker, type BrokerOptions } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
 import { Resources } from "../adapters/resources";
 import { SERVICE_FACTORIES } from "../services";
@@ -11,13 +11,11 @@ export interface StockNode {
 }
 
 /** A broker with the services `config.services` names, sharing one set of adapters. Not started. */
-export function createNode(config: Config): StockNode {
-  const broker = new ServiceBroker(brokerOptions(config));
+export function createNode(config: Config, extra: Partial<BrokerOptions> = {}): StockNode {
+  const broker = new ServiceBroker({ ...brokerOptions(config), ...extra });
   const resources = new Resources(config, broker.getLogger("resources"));
   for (const name of config.services) {
-    const factory = SERVICE_FACTORIES[name];
-    if (!factory) throw new Error(`service "${name}" is not available in this build`);
-    broker.createService(factory({ config, resources }));
+    broker.createService(SERVICE_FACTORIES[name]({ config, resources }));
   }
   return { broker, resources, config };
 }

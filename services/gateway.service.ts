@@ -1,14 +1,19 @@
 import { timingSafeEqual } from "node:crypto";
-import type { ServerResponse } from "node:http";
+import type { Server, ServerResponse } from "node:http";
 import path from "node:path";
-import type { Context, ServiceSchema } from "moleculer";
+import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type IncomingRequest } from "moleculer-web";
 import type { Resources } from "../adapters/resources";
 import type { Config } from "../lib/config";
 import { METRIC, registerMetrics } from "../lib/metrics";
 import { projectRoot } from "../lib/paths";
 import { resourcesMixin } from "../mixins/resources.mixin";
+import { ActorDirectory } from "../lib/actor-directory";
+import type { AnalysedEvent, AssignmentEvent } from "./actors.service";
+import { apiRoute } from "./gateway/api-route";
 import { bodyFormat, decodeItems, HttpError, readBody } from "./gateway/http-body";
+import { LiveHub } from "./gateway/live-hub";
+import type { SignalNotification } from "./notifier.service";
 import type { IngestParams, IngestResult } from "./ingest.service";
 
 type GatewayError = Error & {
@@ -119,7 +124,18 @@ export default function createGatewayService(deps: { config: Config; resources: 
               `a batch holds at most ${ingest.maxBatch} messages (INGEST_MAX_BATCH), got ${items.length}`,
             );
           }
-          const result = await req.$ctx.call<IngestResult, IngestParams>("ingest.push", { items });
+          const result = await req.$ctx
+            .call<IngestResult, IngestParams>("ingest.push", { items })
+            .catch((err: GatewayError & { retryable?: boolean }) => {
+              // Moleculer's own retryable failures (no ingest node reachable: 404; call timed out:
+              // 504) say nothing about the request. A client must see "try again", not "wrong URL".
+              if (err.retryable && err.code !== 503) {
+                throw new HttpError(503, "INGEST_UNAVAILABLE", `ingest is unavailable: ${err.message}`, {
+                  retryable: true,
+                });
+              }
+              throw err;
+            });
           sendJson(res, 200, result);
         } catch (err) {
           sendJsonError(res, err as GatewayError);
@@ -170,6 +186,18 @@ export default function createGatewayService(deps: { config: Config; resources: 
     },
   };
 
+  let directory: ActorDirectory | null = null;
+  let hub: LiveHub | null = null;
+  let refreshTimer: NodeJS.Timeout | null = null;
+  const api = apiRoute({
+    directory: () => {
+      if (!directory) throw new HttpError(503, "NOT_READY", "the gateway is starting");
+      return directory;
+    },
+    respond: sendJson,
+    fail: (res, err) => sendJsonError(res, err as GatewayError),
+  });
+
   return {
     name: "gateway",
     mixins: [ApiGateway, resourcesMixin(resources)],
@@ -179,14 +207,44 @@ export default function createGatewayService(deps: { config: Config; resources: 
       log4XXResponses: false,
       logRequest: null,
       logResponse: null,
-      routes: [ingestRoute, healthRoute],
+      routes: [ingestRoute, healthRoute, api],
       assets: { folder: path.join(projectRoot(), "public"), options: { index: "index.html" } },
       onError(_req: IncomingRequest, res: ServerResponse, err: GatewayError) {
         sendJsonError(res, err);
       },
     },
-    started(this: { broker: Context["broker"] }) {
-      registerMetrics(this.broker);
+    events: {
+      "actors.assignment"(ctx: Context<AssignmentEvent>) {
+        directory?.learn(ctx.params);
+      },
+      "stock.analysed"(ctx: Context<AnalysedEvent>) {
+        hub?.publishTicks(ctx.params.ticks);
+      },
+      "notifier.signal"(ctx: Context<SignalNotification>) {
+        hub?.publishSignal(ctx.params);
+      },
+      "$node.disconnected"(ctx: Context<{ node: { id: string } }>) {
+        directory?.forget(ctx.params.node.id);
+      },
+    },
+    async started(this: Service) {
+      const broker = this.broker;
+      const server = (this as Service & { server: Server }).server;
+      registerMetrics(broker);
+      directory = new ActorDirectory(broker);
+      const dir = directory;
+      hub = new LiveHub(server, count => broker.metrics.set(METRIC.websocketClients, count));
+      // Events keep the map current; a periodic ask repairs anything missed (a node that started
+      // before this gateway, a lost event).
+      await dir.refresh().catch(() => undefined);
+      refreshTimer = setInterval(() => void dir.refresh().catch(() => undefined), 10000);
+      refreshTimer.unref();
+    },
+    async stopped() {
+      if (refreshTimer) clearInterval(refreshTimer);
+      await hub?.close();
+      hub = null;
+      directory = null;
     },
   };
 }

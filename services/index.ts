@@ -4,6 +4,8 @@ import type { Config, ServiceName } from "../lib/config";
 import createActorsService from "./actors.service";
 import createGatewayService from "./gateway.service";
 import createIngestService from "./ingest.service";
+import createNotifierService from "./notifier.service";
+import createQueryService from "./query.service";
 
 export interface ServiceDeps {
   config: Config;
@@ -11,8 +13,10 @@ export interface ServiceDeps {
 }
 
 /** One factory per `SERVICES` name; each returns a Moleculer service schema. */
-export const SERVICE_FACTORIES: Partial<Record<ServiceName, (deps: ServiceDeps) => ServiceSchema>> = {
+export const SERVICE_FACTORIES: Record<ServiceName, (deps: ServiceDeps) => ServiceSchema> = {
   actors: createActorsService,
   gateway: createGatewayService,
   ingest: createIngestService,
+  query: createQueryService,
+  notifier: createNotifierService,
 };

@@ -1,0 +1,50 @@
+import os from "node:os";
+import { loadConfig, type Config } from "../lib/config";
+import { startDemoFeed } from "../lib/demo-feed";
+import { ConfigError } from "../lib/errors";
+import { createNode } from "../lib/node";
+import { replCommands } from "../lib/repl-commands";
+
+/**
+ * `npm run repl`: with NATS_URL, joins the running cluster as a service-less node and opens
+ * moleculer-repl with the cluster commands (actors, actor, partitions, snapshot, lag). Without
+ * NATS_URL there is no cluster to join, so it runs the embedded system in this process, exactly
+ * like `npm start`, with the REPL attached.
+ */
+async function main(): Promise<void> {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const joining = Boolean(config.natsUrl);
+  const nodeConfig: Config = joining
+    ? {
+        ...config,
+        services: [],
+        nodeID: `repl-${os.hostname()}-${process.pid}`,
+        metricsPort: 0,
+        logLevel: "warn",
+      }
+    : config;
+  const { broker } = createNode(nodeConfig, { replCommands: replCommands(), replDelimiter: "stock $" });
+  await broker.start();
+  if (joining) {
+    // Give discovery a moment so the first command already sees the other nodes.
+    await broker.waitForServices(["actors"], 5000).catch(() => undefined);
+  } else {
+    const feedLogger = broker.getLogger("demo-feed");
+    startDemoFeed(config, line => feedLogger.info(line));
+  }
+  broker.repl();
+}
+
+main().catch(err => {
+  console.error(`repl failed: ${(err as Error).stack ?? err}`);
+  process.exit(1);
+});

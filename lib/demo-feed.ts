@@ -1,0 +1,19 @@
+import { startGenerator, type RunningGenerator } from "../generator/run";
+import type { Config } from "./config";
+
+/**
+ * The built-in demo feed: our generator in `walk` model posting to this node's own gateway,
+ * through the same HTTP path as any external feed, so a first `npm start` shows indicators and
+ * signals within a minute. On by default in embedded mode; DEMO_FEED=0 turns it off.
+ */
+export function startDemoFeed(config: Config, log: (line: string) => void): RunningGenerator | null {
+  if (!config.demoFeed.enabled || !config.services.includes("gateway")) return null;
+  return startGenerator({
+    url: `http://127.0.0.1:${config.port}/ingest`,
+    model: "walk",
+    rate: config.demoFeed.rate,
+    token: config.ingest.token,
+    quiet: true,
+    log,
+  });
+}

@@ -1,0 +1,159 @@
+import type { ServiceBroker } from "moleculer";
+import { ActorDirectory, type PartitionsReply } from "./actor-directory";
+import type { PartitionLag } from "../adapters/log/types";
+
+/** A moleculer-repl custom command (moleculer-repl 0.7 shape). */
+export interface ReplCommand {
+  command: string;
+  description: string;
+  alias?: string[];
+  action(broker: ServiceBroker, args: Record<string, unknown>): Promise<void>;
+}
+
+type Print = (line: string) => void;
+
+function table(headers: string[], rows: (string | number)[][]): string {
+  const cells = [headers, ...rows.map(r => r.map(String))];
+  const widths = headers.map((_, i) => Math.max(...cells.map(r => r[i].length)));
+  return cells
+    .map(r =>
+      r
+        .map((c, i) => c.padEnd(widths[i]))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+function failure(err: unknown): string {
+  const e = err as Error & { type?: string };
+  return `error: ${e.message}${e.type ? ` (${e.type})` : ""}`;
+}
+
+/**
+ * Cluster debugging commands for `npm run repl`: they ask the actors nodes over Moleculer, the
+ * same way the gateway does, so what the REPL shows is what the API serves.
+ */
+export function replCommands(print: Print = line => console.log(line)): ReplCommand[] {
+  const directoryOf = new WeakMap<ServiceBroker, ActorDirectory>();
+  const directory = (broker: ServiceBroker) => {
+    let d = directoryOf.get(broker);
+    if (!d) directoryOf.set(broker, (d = new ActorDirectory(broker)));
+    return d;
+  };
+
+  // moleculer-repl starts each line as soon as it arrives; chaining keeps the output of piped
+  // (scripted) input in the order the commands were given.
+  let queue: Promise<void> = Promise.resolve();
+  const inOrder = (commands: ReplCommand[]): ReplCommand[] =>
+    commands.map(c => ({
+      ...c,
+      action: (broker, args) =>
+        (queue = queue.then(() => c.action(broker, args)).catch(err => print(failure(err)))),
+    }));
+
+  return inOrder([
+    {
+      command: "actors [node]",
+      description: "Live symbol actors per node and partition (all actors nodes, or one)",
+      async action(broker, args) {
+        const dir = directory(broker);
+        const nodes = args.node ? [String(args.node)] : dir.actorNodes();
+        if (nodes.length === 0) return print("no node runs the actors service");
+        for (const nodeID of nodes) {
+          try {
+            const r = await broker.call<{ nodeID: string; partitions: Record<string, string[]> }, object>(
+              "actors.list",
+              {},
+              { nodeID },
+            );
+            const rows = Object.entries(r.partitions).map(([p, symbols]) => [
+              Number(p),
+              symbols.length,
+              symbols.slice(0, 12).join(" ") + (symbols.length > 12 ? " …" : ""),
+            ]);
+            const total = rows.reduce((n, row) => n + Number(row[1]), 0);
+            print(`node ${r.nodeID}: ${total} live actor(s) in ${rows.length} partition(s)`);
+            print(table(["partition", "actors", "symbols"], rows));
+          } catch (err) {
+            print(`node ${nodeID}: ${failure(err)}`);
+          }
+        }
+      },
+    },
+    {
+      command: "actor <symbol>",
+      description: "Live state of one symbol's actor, from the node that owns it",
+      async action(broker, args) {
+        try {
+          const r = await directory(broker).callOwner<{ nodeID: string; partition: number; state: unknown }>(
+            "actors.state",
+            String(args.symbol),
+          );
+          print(`${String(args.symbol)} lives on node ${r.nodeID}, partition ${r.partition}`);
+          print(JSON.stringify(r.state, null, 2));
+        } catch (err) {
+          print(failure(err));
+        }
+      },
+    },
+    {
+      command: "partitions",
+      description: "Which actors node owns which partition, with actor counts",
+      async action(broker) {
+        const replies: PartitionsReply[] = await directory(broker).refresh();
+        if (replies.length === 0) return print("no node runs the actors service");
+        const owner = new Map<number, string>();
+        for (const r of replies) for (const p of r.partitions) owner.set(p, r.nodeID);
+        const count = replies[0].partitionCount;
+        print(
+          table(
+            ["node", "partitions", "actors"],
+            replies.map(r => [r.nodeID, r.partitions.join(",") || "-", r.actors]),
+          ),
+        );
+        const unowned = Array.from({ length: count }, (_, p) => p).filter(p => !owner.has(p));
+        print(
+          unowned.length > 0 ? `unowned partitions: ${unowned.join(",")}` : `all ${count} partitions owned`,
+        );
+      },
+    },
+    {
+      command: "snapshot <symbol>",
+      description: "Force a snapshot of a symbol's live actor to the snapshot store now",
+      async action(broker, args) {
+        try {
+          const r = await directory(broker).callOwner<{
+            nodeID: string;
+            partition: number;
+            epoch: number;
+            bytes: number;
+          }>("actors.snapshot", String(args.symbol));
+          print(
+            `snapshot of ${String(args.symbol)} written by ${r.nodeID}: partition ${r.partition}, epoch ${r.epoch}, ${r.bytes} bytes`,
+          );
+        } catch (err) {
+          print(failure(err));
+        }
+      },
+    },
+    {
+      command: "lag",
+      description: "Consumer-group lag per partition (committed offset vs end of log)",
+      async action(broker) {
+        try {
+          const rows = await broker.call<PartitionLag[], object>("actors.lag", {});
+          print(
+            table(
+              ["partition", "committed", "end", "lag"],
+              rows.map(r => [r.partition, r.committed, r.highWatermark, r.lag]),
+            ),
+          );
+          print(`total lag: ${rows.reduce((n, r) => n + r.lag, 0)}`);
+        } catch (err) {
+          print(failure(err));
+        }
+      },
+    },
+  ]);
+}

@@ -1,0 +1,84 @@
+import type { ServerResponse } from "node:http";
+import type { ServiceBroker } from "moleculer";
+import type { IncomingRequest } from "moleculer-web";
+import { ingestJsonSchema } from "../../domain/messages";
+import type { ActorDirectory } from "../../lib/actor-directory";
+import { parseParams, symbolParams } from "../../lib/query-params";
+
+type Respond = (res: ServerResponse, status: number, body: unknown) => void;
+type Fail = (res: ServerResponse, err: Error) => void;
+
+interface NodeInfo {
+  id: string;
+  available: boolean;
+  local: boolean;
+  hostname?: string;
+  services?: { name: string }[];
+}
+
+/**
+ * The REST API under /api. Reads go to the `query` service (Postgres); a symbol's live state
+ * goes to the actors node that owns its partition, and the answer names that node.
+ */
+export function apiRoute(deps: { directory: () => ActorDirectory; respond: Respond; fail: Fail }) {
+  const { directory, respond, fail } = deps;
+  const guarded = (
+    fn: (this: { broker: ServiceBroker }, req: IncomingRequest, res: ServerResponse) => Promise<void>,
+  ) =>
+    async function (this: { broker: ServiceBroker }, req: IncomingRequest, res: ServerResponse) {
+      try {
+        await fn.call(this, req, res);
+      } catch (err) {
+        fail(res, err as Error);
+      }
+    };
+
+  return {
+    name: "api",
+    path: "/api",
+    bodyParsers: false,
+    mappingPolicy: "restrict",
+    logging: false,
+    aliases: {
+      "GET symbols": "query.symbols",
+      "GET symbols/:symbol/history": "query.history",
+      "GET signals": "query.signals",
+      "GET aggregates/:symbol": "query.aggregates",
+
+      "GET symbols/:symbol": guarded(async function (req, res) {
+        const { symbol } = parseParams(symbolParams, { symbol: req.$params.symbol });
+        respond(res, 200, await directory().callOwner("actors.state", symbol));
+      }),
+
+      "GET cluster": guarded(async function (_req, res) {
+        const dir = directory();
+        const actorsNodes = (await dir.refresh()).sort((a, b) => a.nodeID.localeCompare(b.nodeID));
+        const nodes = (
+          this.broker.registry.nodes.list({ onlyAvailable: false, withServices: true }) as NodeInfo[]
+        )
+          .map(n => ({
+            nodeID: n.id,
+            available: n.available,
+            local: n.local,
+            hostname: n.hostname ?? null,
+            services: (n.services ?? []).map(s => s.name).filter(name => !name.startsWith("$")),
+          }))
+          .sort((a, b) => a.nodeID.localeCompare(b.nodeID));
+        respond(res, 200, {
+          gateway: this.broker.nodeID,
+          nodes,
+          actors: actorsNodes.map(a => ({ nodeID: a.nodeID, partitions: a.partitions, actors: a.actors })),
+          partitionCount: actorsNodes[0]?.partitionCount ?? null,
+          partitions: dir.table(),
+        });
+      }),
+
+      "GET schema/ingest"(_req: IncomingRequest, res: ServerResponse) {
+        respond(res, 200, ingestJsonSchema());
+      },
+    },
+    onError(_req: IncomingRequest, res: ServerResponse, err: Error) {
+      fail(res, err);
+    },
+  };
+}

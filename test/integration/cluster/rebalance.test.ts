@@ -1,0 +1,268 @@
+import { spawn } from "node:child_process";
+import path from "node:path";
+import pg from "pg";
+import type { ActorView } from "../../../domain/symbol-actor";
+import { partitionForKey } from "../../../lib/partitioner";
+import type { AppProcess } from "../../support/processes";
+import { freePort } from "../../support/ports";
+import { createTopic, deleteTopic, freshDatabase, ROOT, uniqueName, waitFor } from "../../support/stack";
+import {
+  comparableView,
+  getJson,
+  makeTicks,
+  nodeEnv,
+  postJson,
+  referenceRun,
+  startNode,
+  waitForOwnership,
+  type ClusterEnv,
+  type IndicatorRow,
+} from "./cluster-harness";
+
+const TICKS = 20_000;
+const SYMBOLS = 50;
+const PARTITIONS = 12;
+const BATCH = 100;
+
+interface StateReply {
+  nodeID: string;
+  partition: number;
+  state: ActorView;
+}
+
+/**
+ * Three actors nodes and one gateway node, as real processes on real NATS, Kafka, Postgres and
+ * Redis. During a stream of 20,000 ticks a fourth actors node joins and one is SIGKILLed; the
+ * results must then be exactly once and equal to a single-node run, and queries must follow the
+ * partitions to their new owners.
+ */
+describe("cluster: actors rebalance on scale-out and scale-in", () => {
+  const processes: AppProcess[] = [];
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  let cluster: ClusterEnv;
+  let base = "";
+  let metricsPort = 0;
+  const ticks = makeTicks(TICKS, SYMBOLS, "rebalance");
+  const reference = referenceRun(ticks);
+
+  const owned = (symbol: string, table: { partition: number; nodeID: string }[]) =>
+    table.find(row => row.partition === partitionForKey(symbol, PARTITIONS))?.nodeID;
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+    cluster = {
+      topic: uniqueName("cluster"),
+      groupId: uniqueName("cluster_group"),
+      namespace: uniqueName("cluster"),
+      databaseUrl: db.url,
+      partitions: PARTITIONS,
+    };
+    await createTopic(cluster.topic, PARTITIONS);
+    const port = await freePort();
+    metricsPort = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    const started = await Promise.all([
+      startNode(
+        "gateway",
+        nodeEnv(cluster, "gateway-1", "gateway,ingest,query,notifier", { PORT: String(port) }),
+      ),
+      startNode("actors-1", nodeEnv(cluster, "actors-1", "actors", { METRICS_PORT: String(metricsPort) })),
+      startNode("actors-2", nodeEnv(cluster, "actors-2", "actors")),
+      startNode("actors-3", nodeEnv(cluster, "actors-3", "actors")),
+    ]);
+    processes.push(...started);
+    await waitFor(
+      "the gateway to be ready",
+      async () => (await getJson(`${base}/readyz`)).status === 200,
+      60000,
+    );
+    await waitForOwnership(base, ["actors-1", "actors-2", "actors-3"], PARTITIONS);
+  }, 180000);
+
+  afterAll(async () => {
+    await Promise.all(processes.map(p => p.kill("SIGKILL")));
+    await deleteTopic(cluster.topic);
+    await db.drop();
+  }, 60000);
+
+  it("moves actors with nothing lost or duplicated, and queries follow them", async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const timings: Record<string, number> = {};
+    const stateOf = (symbol: string) => getJson<StateReply>(`${base}/api/symbols/${symbol}`);
+    try {
+      let joined: Promise<void> | null = null;
+      let killed: Promise<void> | null = null;
+      for (let i = 0; i < TICKS; i += BATCH) {
+        const r = await postJson(`${base}/ingest`, ticks.slice(i, i + BATCH));
+        expect(r.status).toBe(200);
+
+        if (i === 4000) {
+          // Before any move: the live state comes from the node the cluster map names.
+          const map = (
+            await getJson<{ partitions: { partition: number; nodeID: string }[] }>(`${base}/api/cluster`)
+          ).body;
+          const symbol = ticks[0].stock_symbol;
+          const live = await waitFor(`${symbol} to be live`, async () => {
+            const s = await stateOf(symbol);
+            return s.status === 200 ? s.body : null;
+          });
+          expect(live.nodeID).toBe(owned(symbol, map.partitions));
+        }
+        if (i === 7000) {
+          const t0 = Date.now();
+          joined = startNode("actors-4", nodeEnv(cluster, "actors-4", "actors")).then(async p => {
+            processes.push(p);
+            await waitForOwnership(base, ["actors-1", "actors-2", "actors-3", "actors-4"], PARTITIONS, 90000);
+            timings.scaleOutSeconds = (Date.now() - t0) / 1000;
+          });
+        }
+        if (i === 14000) {
+          await joined;
+          const victim = processes.find(p => p.name === "actors-2")!;
+          const t0 = Date.now();
+          await victim.kill("SIGKILL");
+          killed = waitForOwnership(base, ["actors-1", "actors-3", "actors-4"], PARTITIONS, 90000).then(
+            () => {
+              timings.nodeDeathSeconds = (Date.now() - t0) / 1000;
+            },
+          );
+        }
+      }
+      await killed;
+
+      const { rows: counted } = await waitFor(
+        "every tick to be processed",
+        async () => {
+          const r = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
+          return r.rows[0].n === TICKS ? r : null;
+        },
+        120000,
+        500,
+      );
+      expect(counted[0].n).toBe(TICKS);
+
+      // Exactly once: per symbol, seq runs 1..n with no gap and no duplicate.
+      const { rows: perSymbol } = await pool.query<{
+        symbol: string;
+        n: number;
+        distinct_seq: number;
+        max_seq: number;
+      }>(
+        "SELECT symbol, count(*)::int AS n, count(DISTINCT seq)::int AS distinct_seq, max(seq)::int AS max_seq FROM ticks GROUP BY symbol",
+      );
+      expect(perSymbol).toHaveLength(SYMBOLS);
+      for (const row of perSymbol) {
+        const expected = reference.actors.get(row.symbol)!.seq;
+        expect({ symbol: row.symbol, n: row.n, distinct: row.distinct_seq, max: row.max_seq }).toEqual({
+          symbol: row.symbol,
+          n: expected,
+          distinct: expected,
+          max: expected,
+        });
+      }
+
+      // Same results as one uninterrupted node: every stored indicator, bit for bit.
+      const { rows: stored } = await pool.query<IndicatorRow>(
+        `SELECT symbol, seq::int AS seq, moving_average AS sma, exponential_moving_average AS ema, relative_strength_index AS rsi
+         FROM ticks ORDER BY symbol COLLATE "C", seq`,
+      );
+      expect(stored).toEqual(reference.rows);
+
+      // Final live state of every symbol equals the reference, served by the partition's current owner.
+      const map = (
+        await getJson<{ partitions: { partition: number; nodeID: string }[] }>(`${base}/api/cluster`)
+      ).body;
+      for (const [symbol, actor] of reference.actors) {
+        const s = await stateOf(symbol);
+        expect(s.status).toBe(200);
+        expect(s.body.nodeID).toBe(owned(symbol, map.partitions));
+        expect(s.body.nodeID).not.toBe("actors-2");
+        expect(comparableView(s.body.state)).toEqual(comparableView(actor.view()));
+      }
+
+      const { rows: signalRows } = await pool.query<{ n: number }>("SELECT count(*)::int AS n FROM signals");
+      expect(signalRows[0].n).toBe(reference.signals);
+      expect(reference.signals).toBeGreaterThan(0);
+
+      console.log(
+        `rebalance timings: partitions moved to a joining node in ${timings.scaleOutSeconds?.toFixed(1)} s, ` +
+          `away from a SIGKILLed node in ${timings.nodeDeathSeconds?.toFixed(1)} s (session timeout 6 s)`,
+      );
+    } finally {
+      await pool.end();
+    }
+  }, 420000);
+
+  it("exports the custom metrics on an actors node", async () => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    for (const name of [
+      "stock_ticks_processed_total",
+      "stock_batch_persist_latency_seconds_bucket",
+      "stock_snapshot_latency_seconds_bucket",
+      "stock_actors_active",
+      "stock_partitions_owned",
+      "stock_rebalances_total",
+      "stock_consumer_lag",
+    ]) {
+      expect(text).toContain(name);
+    }
+  });
+
+  it("answers the REPL commands against the live cluster", async () => {
+    const symbol = ticks[0].stock_symbol;
+    // After the moves the actor is only reloaded on its next message: send one so it is live.
+    const last = ticks.filter(t => t.stock_symbol === symbol).at(-1)!;
+    expect((await postJson(`${base}/ingest`, { ...last, timestamp: last.timestamp + 1 })).status).toBe(200);
+    const expectedSeq = reference.actors.get(symbol)!.seq + 1;
+    await waitFor(`${symbol} to apply one more tick`, async () => {
+      const r = await getJson<StateReply>(`${base}/api/symbols/${symbol}`);
+      return r.status === 200 && r.body.state.seq === expectedSeq;
+    });
+    const output = await runRepl(cluster, [
+      "partitions",
+      `actor ${symbol}`,
+      `snapshot ${symbol}`,
+      "actors",
+      "lag",
+    ]);
+    expect(output).toMatch(/all 12 partitions owned/);
+    expect(output).toMatch(
+      new RegExp(`${symbol.replace(".", "\\.")} lives on node actors-\\d, partition \\d+`),
+    );
+    expect(output).toMatch(
+      new RegExp(
+        `snapshot of ${symbol.replace(".", "\\.")} written by actors-\\d: partition \\d+, epoch \\d+`,
+      ),
+    );
+    expect(output).toMatch(/node actors-\d: \d+ live actor\(s\)/);
+    expect(output).toMatch(/total lag: 0/);
+    expect(output).not.toMatch(/actors-2/);
+  }, 60000);
+});
+
+function runRepl(cluster: ClusterEnv, commands: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const env = nodeEnv(cluster, "repl", "gateway");
+    const child = spawn(process.execPath, [path.join(ROOT, "dist/bin/repl.js")], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", d => (output += d.toString()));
+    child.stderr.on("data", d => (output += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`REPL did not finish:\n${output}`));
+    }, 45000);
+    child.on("exit", () => {
+      clearTimeout(timer);
+      resolve(output);
+    });
+    // Commands go in once the node has joined; end of input closes the REPL, which stops the node.
+    setTimeout(() => {
+      child.stdin.write(commands.join("\n") + "\n");
+      setTimeout(() => child.stdin.end(), 8000);
+    }, 4000);
+  });
+}
