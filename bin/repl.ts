@@ -1,7 +1,6 @@
 import os from "node:os";
-import { loadConfig, type Config } from "../lib/config";
+import { loadConfigOrExit, type Config } from "../lib/config";
 import { startDemoFeed } from "../lib/demo-feed";
-import { ConfigError } from "../lib/errors";
 import { createNode } from "../lib/node";
 import { replCommands } from "../lib/repl-commands";
 
@@ -12,16 +11,7 @@ import { replCommands } from "../lib/repl-commands";
  * like `npm start`, with the REPL attached.
  */
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(1);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const joining = Boolean(config.natsUrl);
   const nodeConfig: Config = joining
     ? {

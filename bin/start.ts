@@ -1,7 +1,6 @@
 import path from "node:path";
 import { IN_MEMORY } from "../adapters/resources";
-import { ConfigError } from "../lib/errors";
-import { loadConfig, type Config } from "../lib/config";
+import { loadConfigOrExit, type Config } from "../lib/config";
 import { startDemoFeed } from "../lib/demo-feed";
 import { createNode } from "../lib/node";
 
@@ -31,16 +30,7 @@ function describe(config: Config): string[] {
 }
 
 async function main(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(1);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit();
   const node = createNode(config);
   const { broker } = node;
 

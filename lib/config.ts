@@ -272,3 +272,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 
 /** The variables with their defaults, for the README table and `--help` output. */
 export const CONFIG_VARIABLES = Object.keys(envSchema.shape);
+
+/** For entry points: the configuration, or the one-line problem on stderr and exit code 1. */
+export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {
+  try {
+    return loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
