@@ -13,7 +13,7 @@ module.exports = {
       displayName: "integration",
       testMatch: ["<rootDir>/test/integration/**/*.test.ts"],
       globalSetup: "<rootDir>/test/integration/global-setup.ts",
-      testTimeout: 120000,
+      setupFilesAfterEnv: ["<rootDir>/test/integration/timeouts.ts"],
     },
   ],
 };

@@ -19,21 +19,24 @@ export const MAX_EPOCH_SECONDS = 4102444800;
  */
 export const TICKER_PATTERN = /^[A-Z0-9]{1,10}(?:[.-][A-Z0-9]{1,6}){0,2}$/;
 
+/** zod rejects NaN and Infinity as not numbers at all; a JSON number too big for a double (1e400) parses to Infinity. */
+const numberError = (what: string) => (iss: { input?: unknown }) =>
+  iss.input === undefined
+    ? "is required"
+    : typeof iss.input === "number"
+      ? "must be a finite number"
+      : `must be a number (${what})`;
+
 const finite = (what: string) =>
-  z
-    .number({ error: iss => (iss.input === undefined ? "is required" : `must be a number (${what})`) })
-    .refine(Number.isFinite, {
-      message: "must be a finite number",
-      abort: true,
-    });
+  z.number({ error: numberError(what) }).refine(Number.isFinite, {
+    message: "must be a finite number",
+    abort: true,
+  });
 
 const price = (what: string) => finite(what).refine(v => v > 0, { message: "must be greater than 0" });
 
 const timestamp = z
-  .number({
-    error: iss =>
-      iss.input === undefined ? "is required" : "must be a number of seconds since the Unix epoch",
-  })
+  .number({ error: numberError("seconds since the Unix epoch") })
   .refine(Number.isFinite, { message: "must be a finite number", abort: true })
   .superRefine((v, ctx) => {
     if (v >= MAX_EPOCH_SECONDS && v / 1000 >= MIN_EPOCH_SECONDS && v / 1000 < MAX_EPOCH_SECONDS) {
@@ -163,6 +166,22 @@ export interface MessageIssue {
 
 export type ParseResult = { ok: true; message: StockMessage } | { ok: false; issues: MessageIssue[] };
 
+/**
+ * A short description of a rejected value for an error message. Never the value itself: a client
+ * can send a megabyte string (echoed back in full) or an array nested 10,000 deep (JSON.stringify
+ * overflows the stack on it, which made the answer a 500 instead of a 400).
+ */
+function describeValue(value: unknown): string {
+  if (typeof value === "string") {
+    return value.length > 40
+      ? `${JSON.stringify(value.slice(0, 40))}... (${value.length} characters)`
+      : JSON.stringify(value);
+  }
+  if (value === null || typeof value === "number" || typeof value === "boolean") return String(value);
+  if (Array.isArray(value)) return "an array";
+  return typeof value === "object" ? "an object" : `a ${typeof value}`;
+}
+
 function formatPath(path: PropertyKey[]): string {
   return path.map(String).join(".") || "(root)";
 }
@@ -184,7 +203,7 @@ export function parseMessage(input: unknown): ParseResult {
         issues: [
           {
             path: "data_type",
-            message: `must be one of ${SIDE_DATA_TYPES.join(", ")} (or absent for a price tick), got ${JSON.stringify(record.data_type)}`,
+            message: `must be one of ${SIDE_DATA_TYPES.join(", ")} (or absent for a price tick), got ${describeValue(record.data_type)}`,
           },
         ],
       };

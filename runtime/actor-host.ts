@@ -56,6 +56,11 @@ interface ActorSlot {
 /** One owned partition: its fencing epoch, its live actors, and a lock so batches never overlap. */
 class PartitionState {
   epoch: number | null = null;
+  /**
+   * Another node claimed the partition after us. Claiming it back would fence the rightful owner
+   * in turn, so this assignment is over: only the group's next assignment may claim it again.
+   */
+  fenced = false;
   readonly actors = new Map<string, ActorSlot>();
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -182,6 +187,13 @@ export class ActorHost {
     const state = this.partitions.get(batch.partition);
     if (!state || state.generation !== generation || generation !== this.generation) return 0;
     return state.exclusive(async () => {
+      if (state.fenced) {
+        // Kafka learns of the rebalance through heartbeats; pausing here keeps the loop that
+        // refetches this batch from spinning until then.
+        await batch.heartbeat().catch(() => undefined);
+        await sleep(Math.min(1000, this.options.retryMaxBackoffMs));
+        return 0;
+      }
       let done = 0;
       try {
         if (state.epoch === null) {
@@ -203,8 +215,11 @@ export class ActorHost {
         state.actors.clear();
         if (err instanceof FencedError) {
           state.epoch = null;
-          this.options.logger.warn(`partition ${batch.partition}: ${err.message}; dropping its actors`);
-        } else if (!(err instanceof Abandoned)) {
+          state.fenced = true;
+          this.options.logger.error(
+            `${err.message}; dropping its actors and leaving it alone until the next assignment`,
+          );
+        } else if (!(err instanceof Abandoned) && batch.isActive()) {
           throw err;
         }
       }
@@ -397,6 +412,11 @@ function parseLogMessage(m: LogMessage): Parsed {
   if (!r.ok) return { reason: r.issues.map(i => `${i.path} ${i.message}`).join("; ") };
   const msg = r.message;
   if ("stock_symbol" in msg) return { symbol: msg.stock_symbol, message: msg };
+  // The schema accepts any non-empty name, but Postgres text cannot store a NUL character, and
+  // one such name would fail the whole batch on every retry.
+  if (msg.indicator_name.includes("\u0000")) {
+    return { reason: "indicator_name contains a NUL character, which the database cannot store" };
+  }
   return { economic: msg };
 }
 

@@ -210,6 +210,15 @@ async function insertEconomic(tx: SqlExecutor, out: BatchOutputs): Promise<void>
   );
 }
 
+/**
+ * Postgres text cannot hold NUL characters: a message carrying one would fail its whole batch,
+ * again on every retry, and stall the partition behind it. Stored as U+FFFD, as Node already
+ * does with bytes that are not UTF-8.
+ */
+function storableText(s: string | null): string | null {
+  return s === null || !s.includes("\u0000") ? s : s.replaceAll("\u0000", "\ufffd");
+}
+
 async function insertDeadLetters(tx: SqlExecutor, out: BatchOutputs): Promise<void> {
   const r = out.deadLetters;
   await tx.query(
@@ -219,9 +228,9 @@ async function insertDeadLetters(tx: SqlExecutor, out: BatchOutputs): Promise<vo
      ON CONFLICT (kafka_partition, kafka_offset) DO NOTHING`,
     [
       column(r, x => x.offset),
-      column(r, x => x.key),
-      column(r, x => x.payload),
-      column(r, x => x.reason),
+      column(r, x => storableText(x.key)),
+      column(r, x => storableText(x.payload)),
+      column(r, x => storableText(x.reason)),
       out.partition,
     ],
   );

@@ -163,6 +163,8 @@ export default function createActorsService(deps: { config: Config; resources: R
       await consumer.run({
         onAssignment: (partitions, gen) => {
           generation = gen;
+          // Lag of partitions this node no longer owns would otherwise be reported forever.
+          metrics.getMetric(METRIC.consumerLag)?.clear();
           activeHost.onAssignment(partitions, gen);
           metrics.increment(METRIC.rebalances);
           metrics.set(METRIC.ownedPartitions, partitions.length);
@@ -176,6 +178,15 @@ export default function createActorsService(deps: { config: Config; resources: R
           } satisfies AssignmentEvent);
         },
         onBatch: (batch, gen) => activeHost.handleBatch(batch, gen),
+        onError: (err, fatal) => {
+          if (fatal) {
+            // Nothing will consume this node's partitions any more: exit, so the supervisor
+            // restarts it (replay makes that safe) instead of a process that looks alive.
+            broker.fatal("the Kafka consumer stopped for good", err as Error, true);
+          } else {
+            logger.error(`a batch failed and will be retried: ${(err as Error).message}`);
+          }
+        },
       });
       const sweepEvery = Math.min(30000, Math.max(1000, Math.floor(config.actors.idleMs / 2)));
       sweepTimer = setInterval(() => {

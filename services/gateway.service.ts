@@ -26,7 +26,10 @@ type GatewayError = Error & {
 export function sendJsonError(res: ServerResponse, err: GatewayError): void {
   const status = typeof err.code === "number" && err.code >= 400 && err.code < 600 ? err.code : 500;
   const body: Record<string, unknown> = { error: status === 500 ? "internal error" : err.message };
-  if (err.type) body.type = err.type;
+  // Some errors come from moleculer-web without a type (its rate limiter's 429); clients branch on it.
+  const type =
+    status === 500 ? "INTERNAL_ERROR" : (err.type ?? (status === 429 ? "RATE_LIMIT_EXCEEDED" : undefined));
+  if (type) body.type = type;
   if (err.data?.issues) body.issues = err.data.issues;
   if (status === 503 || err.data?.retryable) body.retryable = true;
   if (res.headersSent) {
@@ -36,6 +39,8 @@ export function sendJsonError(res: ServerResponse, err: GatewayError): void {
   const headers: Record<string, string> = { "Content-Type": "application/json; charset=utf-8" };
   if (status === 401) headers["WWW-Authenticate"] = 'Bearer realm="ingest"';
   if (status === 413) headers.Connection = "close";
+  // The ingest rate limit counts per one-second window.
+  if (status === 429) headers["Retry-After"] = "1";
   res.writeHead(status, headers);
   res.end(JSON.stringify(body));
 }
@@ -148,7 +153,10 @@ export default function createGatewayService(deps: { config: Config; resources: 
       res: ServerResponse,
       err: GatewayError,
     ) {
-      if (err.code === 429) this.broker.metrics.increment(METRIC.ingestRejected, { reason: "rate_limited" });
+      if (err.code === 429) {
+        this.broker.metrics.increment(METRIC.ingestRejected, { reason: "rate_limited" });
+        err.message = `more than ${ingest.rateLimitPerSecond} requests in one second from this client (INGEST_RATE_LIMIT); retry in a second`;
+      }
       sendJsonError(res, err);
     },
   };

@@ -84,7 +84,7 @@ export default function createIngestService(deps: { config: Config; resources: R
             throw new Errors.MoleculerClientError(what, 400, "VALIDATION_ERROR", { issues: checked.issues });
           }
           if (!coalescer)
-            throw new Errors.MoleculerRetryableError("ingest is starting", 503, "NOT_READY", {
+            throw new Errors.MoleculerRetryableError("ingest is not running", 503, "NOT_READY", {
               retryable: true,
             });
           const records = checked.messages.map(m => ({ key: messageKey(m), value: JSON.stringify(m) }));
@@ -130,7 +130,16 @@ export default function createIngestService(deps: { config: Config; resources: R
     async stopped() {
       const draining = coalescer;
       coalescer = null;
-      await draining?.drain();
+      if (draining) {
+        // Every waiting request is answered (503 at worst) within the ack timeout. Waiting longer
+        // for a produce call stuck retrying against an unreachable Kafka would only hold up the stop.
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          draining.drain(),
+          new Promise<void>(resolve => (timer = setTimeout(resolve, config.kafka.ackTimeoutMs))),
+        ]);
+        clearTimeout(timer);
+      }
       await closeProducer?.();
     },
   };

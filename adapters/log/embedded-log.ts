@@ -196,16 +196,24 @@ class EmbeddedConsumer implements LogConsumer {
         await this.log.waitForAppend(500);
         continue;
       }
-      const done = await hooks.onBatch(
-        {
-          partition,
-          messages,
-          highWatermark: this.log.highWatermark(partition),
-          heartbeat: async () => undefined,
-          isActive: () => true,
-        },
-        generation,
-      );
+      let done = 0;
+      try {
+        done = await hooks.onBatch(
+          {
+            partition,
+            messages,
+            highWatermark: this.log.highWatermark(partition),
+            heartbeat: async () => undefined,
+            isActive: () => true,
+          },
+          generation,
+        );
+      } catch (err) {
+        // Like Kafka's consumer: the batch is fetched again after a pause, never skipped.
+        hooks.onError?.(err, false);
+        await new Promise(resolve => setTimeout(resolve, 1000));
+        continue;
+      }
       position += done;
       if (done < messages.length) await this.log.waitForAppend(100);
     }

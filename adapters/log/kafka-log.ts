@@ -1,6 +1,7 @@
 import {
   Kafka,
   logLevel,
+  Partitioners,
   type Admin,
   type Consumer,
   type KafkaConfig,
@@ -99,6 +100,9 @@ export class KafkaLog implements MessageLog {
 
   async createProducer(): Promise<LogProducer> {
     const producer: Producer = this.kafka.producer({
+      // Named rather than defaulted: lib/partitioner.ts (the embedded log, query routing) mirrors
+      // exactly this murmur2 partitioner, and kafkajs warns on every start when it is left implicit.
+      createPartitioner: Partitioners.DefaultPartitioner,
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
@@ -171,9 +175,24 @@ export class KafkaLog implements MessageLog {
 
 const REBALANCE_ERRORS = new Set(["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"]);
 
+/** kafkajs wraps a broker's answer in retry errors; the protocol error type sits down the cause chain. */
+function isRebalanceError(err: unknown): boolean {
+  for (let e = err as { type?: string; cause?: unknown } | undefined, depth = 0; e && depth < 8; depth++) {
+    if (REBALANCE_ERRORS.has(e.type ?? "")) return true;
+    e = e.cause as typeof e;
+  }
+  return false;
+}
+
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
+
 class KafkaConsumer implements LogConsumer {
   private generation = 0;
+  /** A generation the broker already declared over (a commit was refused for a rebalance). */
+  private lostGeneration = -1;
   private running = false;
+  private draining = false;
+  private readonly inFlight = new Set<Promise<number>>();
   private stopping: Promise<void> | null = null;
 
   constructor(
@@ -192,6 +211,9 @@ class KafkaConsumer implements LogConsumer {
       const assigned = (event.payload.memberAssignment[this.topic] ?? []).slice().sort((a, b) => a - b);
       hooks.onAssignment(assigned, this.generation);
     });
+    this.consumer.on(this.consumer.events.CRASH, event => {
+      if (this.running) hooks.onError?.(event.payload.error, !event.payload.restart);
+    });
     await this.consumer.connect();
     await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
     await this.consumer.run({
@@ -199,6 +221,11 @@ class KafkaConsumer implements LogConsumer {
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: Math.max(1, this.partitionCount()),
       eachBatch: async ({ batch, heartbeat, isStale, resolveOffset }) => {
+        if (this.draining) {
+          // Fetched before the pause took effect: left unresolved, so the next owner reads it.
+          await sleep(20);
+          return;
+        }
         const generation = this.generation;
         const messages = batch.messages.map(m => ({
           partition: batch.partition,
@@ -208,17 +235,31 @@ class KafkaConsumer implements LogConsumer {
           timestamp: Number(m.timestamp),
         }));
         if (messages.length === 0) return;
-        const done = await hooks.onBatch(
+        const work = hooks.onBatch(
           {
             partition: batch.partition,
             messages,
             highWatermark: Number(batch.highWatermark),
             heartbeat,
-            isActive: () => !isStale() && generation === this.generation,
+            isActive: () =>
+              !isStale() && generation === this.generation && generation !== this.lostGeneration,
           },
           generation,
         );
-        if (done > 0) resolveOffset(String(messages[done - 1].offset));
+        this.inFlight.add(work);
+        try {
+          const done = await work;
+          if (done > 0) resolveOffset(String(messages[done - 1].offset));
+        } catch (err) {
+          if (isRebalanceError(err)) throw err;
+          hooks.onError?.(err, false);
+          // kafkajs gives up for good on an error marked non-retriable (a StockError such as an
+          // incompatible snapshot), leaving a live process that consumes nothing. Passed on
+          // unmarked, the batch is retried with backoff and the failure stays visible in the logs.
+          throw new Error((err as Error).message, { cause: err });
+        } finally {
+          this.inFlight.delete(work);
+        }
       },
     });
   }
@@ -227,19 +268,37 @@ class KafkaConsumer implements LogConsumer {
     try {
       await this.consumer.commitOffsets([{ topic: this.topic, partition, offset: String(nextOffset) }]);
     } catch (err) {
-      const e = err as Error & { retriable?: boolean; type?: string };
-      // A rebalance is not an outage: the caller must stop and let the group reassign.
-      if (e.retriable && !REBALANCE_ERRORS.has(e.type ?? "")) {
-        throw new UnavailableError(`Kafka offset commit: ${e.message}`, { cause: err });
+      // A rebalance is not an outage: this generation's batches must stop and commit nothing
+      // more; the group reassigns the partitions and the next owner replays from the last commit.
+      if (isRebalanceError(err)) {
+        this.lostGeneration = this.generation;
+        throw err;
       }
+      const e = err as Error & { retriable?: boolean };
+      if (e.retriable) throw new UnavailableError(`Kafka offset commit: ${e.message}`, { cause: err });
       throw err;
     }
   }
 
+  /**
+   * Lets the batches in flight finish, commit included, before leaving the group. The order
+   * matters: once kafkajs is told to stop, its commitOffsets silently does nothing, and the last
+   * batches' results would be stored but not committed.
+   */
   stop(): Promise<void> {
     if (!this.stopping) {
+      const wasRunning = this.running;
       this.running = false;
-      this.stopping = this.consumer.disconnect().catch(() => undefined);
+      this.draining = true;
+      this.stopping = (async () => {
+        try {
+          if (wasRunning) this.consumer.pause([{ topic: this.topic }]);
+        } catch {
+          // Not running in kafkajs (it never started or it crashed): nothing to pause.
+        }
+        while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+        await this.consumer.disconnect().catch(() => undefined);
+      })();
     }
     return this.stopping;
   }

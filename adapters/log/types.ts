@@ -39,6 +39,11 @@ export interface ConsumerHooks {
    * are done; the rest are fetched again. Batches of one partition never overlap.
    */
   onBatch(batch: LogBatch, generation: number): Promise<number>;
+  /**
+   * A batch failed (the batch is retried after a pause), or, with `fatal`, the consumer stopped
+   * for good and will not fetch again: the process can no longer do its work.
+   */
+  onError?(err: unknown, fatal: boolean): void;
 }
 
 export interface LogConsumer {

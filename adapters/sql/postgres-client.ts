@@ -5,14 +5,29 @@ import type { QueryResult, SqlClient, SqlExecutor } from "./types";
 const INT8_OID = 20;
 
 /**
+ * How long the server lets a session sit inside an open transaction with no statement running.
+ * Our transactions send their statements back to back, so only a frozen or cut-off client ever
+ * reaches this; its uncommitted rows would otherwise lock out the node that took over its
+ * partitions (same (symbol, seq) keys) for as long as the server believes the connection alive.
+ */
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10000;
+
+/**
  * SQLSTATE classes that mean "the server or the connection is not there right now":
  * 08 connection exception, 53 insufficient resources, 57P01..03 admin shutdown / crash / cannot
- * connect now. Anything else is a bug or bad data and must not be retried forever.
+ * connect now, 25P03 the session was ended for idling in a transaction. Anything else is a bug or
+ * bad data and must not be retried forever.
  */
 function isConnectionFailure(err: unknown): boolean {
   const code = (err as { code?: string }).code;
   if (typeof code !== "string") return true;
-  return code.startsWith("08") || code.startsWith("53") || code.startsWith("57P") || /^E[A-Z]+$/.test(code);
+  return (
+    code.startsWith("08") ||
+    code.startsWith("53") ||
+    code.startsWith("57P") ||
+    code === "25P03" ||
+    /^E[A-Z]+$/.test(code)
+  );
 }
 
 function wrap(err: unknown): unknown {
@@ -32,6 +47,7 @@ export class PostgresClient implements SqlClient {
       max: poolSize,
       connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30000,
+      idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
       types: {
         getTypeParser: ((oid: number, format?: string) =>
           oid === INT8_OID
@@ -73,18 +89,28 @@ export class PostgresClient implements SqlClient {
       },
     };
     let broken = false;
+    // The pool listens for errors of idle clients only. A checked-out client whose connection
+    // drops between two statements (the server ended it, the network went) emits "error" with
+    // no listener, which would crash the process; its next statement fails anyway.
+    const onError = () => {
+      broken = true;
+    };
+    client.on("error", onError);
     try {
       await client.query("BEGIN");
       const result = await fn(tx);
       await client.query("COMMIT");
       return result;
     } catch (err) {
-      broken = isConnectionFailure(err);
-      await client.query("ROLLBACK").catch(() => {
-        broken = true;
-      });
+      broken ||= isConnectionFailure(err);
+      if (!broken) {
+        await client.query("ROLLBACK").catch(() => {
+          broken = true;
+        });
+      }
       throw wrap(err);
     } finally {
+      client.off("error", onError);
       client.release(broken);
     }
   }

@@ -1,0 +1,136 @@
+import { TcpProxy } from "../../support/tcp-proxy";
+import { createTopic, deleteTopic, freshDatabase, STACK, uniqueName, withAdmin } from "../../support/stack";
+import {
+  actorsEnv,
+  committedOffsets,
+  deleteSnapshots,
+  endOffsets,
+  expectedTickRows,
+  generateMessages,
+  openDatabase,
+  place,
+  produceAll,
+  readSnapshots,
+  readTicks,
+  replay,
+  settingsOf,
+  startActorsNode,
+  SYMBOLS,
+  waitUntilCommitted,
+  type TestScenario,
+} from "./harness";
+
+/**
+ * A dependency of the actors goes away for a while (the TCP path to it is cut, the server itself
+ * stays up for the other tests): the partition loops must hold their position, commit nothing
+ * they could not store, and pick up by themselves once the path is back.
+ */
+
+const PARTITIONS = 3;
+const OUTAGE_MS = 5000;
+
+const cleanups: (() => Promise<unknown>)[] = [];
+
+afterAll(async () => {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
+}, 60000);
+
+interface Outage {
+  scenario: TestScenario;
+  db: ReturnType<typeof openDatabase>;
+  proxy: TcpProxy;
+  stop(): Promise<void>;
+}
+
+/** A fresh scenario whose Postgres (or Redis) the actors reach only through a proxy the test can cut. */
+async function setUp(through: "postgres" | "redis"): Promise<Outage> {
+  const database = await freshDatabase();
+  cleanups.push(database.drop);
+  const db = openDatabase(database.url);
+  cleanups.push(() => db.close());
+  const target = new URL(through === "postgres" ? database.url : STACK.redisUrl);
+  const proxy = new TcpProxy(target.hostname, Number(target.port));
+  const port = await proxy.start();
+  cleanups.push(() => proxy.stop());
+  const proxied = new URL(target);
+  proxied.port = String(port);
+  const scenario: TestScenario = {
+    topic: uniqueName(`actors_${through}_outage`),
+    groupId: uniqueName(`actors_${through}_outage_group`),
+    partitions: PARTITIONS,
+    databaseUrl: database.url,
+  };
+  await createTopic(scenario.topic, PARTITIONS);
+  cleanups.push(
+    () => deleteTopic(scenario.topic),
+    () => deleteSnapshots(scenario),
+  );
+  const node = await startActorsNode(
+    actorsEnv(scenario, {
+      RETRY_MAX_BACKOFF_MS: "500",
+      ...(through === "postgres" ? { DATABASE_URL: proxied.toString() } : { REDIS_URL: proxied.toString() }),
+    }),
+  );
+  let stopping: Promise<void> | null = null;
+  const stop = () => (stopping ??= node.broker.stop());
+  cleanups.push(stop);
+  return { scenario, db, proxy, stop };
+}
+
+async function groupMembers(groupId: string): Promise<number> {
+  const { groups } = await withAdmin(admin => admin.describeGroups([groupId]));
+  return groups[0].members.length;
+}
+
+async function storedPerPartition(db: Outage["db"]): Promise<number[]> {
+  const { rows } = await db.query<{ p: number; n: number }>(
+    "SELECT kafka_partition AS p, count(*)::int AS n FROM ticks GROUP BY 1",
+  );
+  const out = Array<number>(PARTITIONS).fill(0);
+  for (const r of rows) out[r.p] = r.n;
+  return out;
+}
+
+async function runOutage(through: "postgres" | "redis", seed: number): Promise<void> {
+  const { scenario, db, proxy, stop } = await setUp(through);
+  const messages = generateMessages({ seed, symbols: SYMBOLS, ticks: 4000 });
+  const placed = place(messages, PARTITIONS);
+  const [first, second] = [messages.slice(0, 2000), messages.slice(2000)];
+
+  await produceAll(scenario.topic, first);
+  const before = await waitUntilCommitted(scenario.topic, scenario.groupId);
+
+  await proxy.cut();
+  await produceAll(scenario.topic, second);
+  const ends = await endOffsets(scenario.topic);
+  await new Promise(resolve => setTimeout(resolve, OUTAGE_MS));
+
+  // Held in place: nothing committed, and whatever got stored lies at or past the commit.
+  const during = await committedOffsets(scenario.topic, scenario.groupId);
+  expect(during).toEqual(before);
+  const stored = await storedPerPartition(db);
+  stored.forEach((n, p) => expect(n).toBeGreaterThanOrEqual(Math.max(during[p], 0)));
+  if (through === "postgres") expect(stored).toEqual(before.map(c => Math.max(c, 0)));
+  expect(ends.some((end, p) => end > Math.max(before[p], 0))).toBe(true);
+  // Still a live member of the group, not crashed out of it.
+  expect(await groupMembers(scenario.groupId)).toBe(1);
+
+  await proxy.restore();
+  await waitUntilCommitted(scenario.topic, scenario.groupId, 60000);
+
+  const expected = replay(placed, settingsOf({}));
+  expect(await readTicks(db)).toEqual(expectedTickRows(placed, expected));
+  const snapshots = await readSnapshots(scenario);
+  for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
+  await stop();
+}
+
+describe("dependency outages", () => {
+  it("holds its offsets while Postgres is unreachable and resumes on its own, each row stored once", async () => {
+    await runOutage("postgres", 41);
+  }, 120000);
+
+  it("holds its offsets while Redis is unreachable and resumes on its own, each row stored once", async () => {
+    await runOutage("redis", 43);
+  }, 120000);
+});

@@ -1,0 +1,93 @@
+import type { ActorView } from "../../../domain/symbol-actor";
+import type { StockNode } from "../../../lib/node";
+import { createTopic, deleteTopic, freshDatabase, uniqueName, waitFor } from "../../support/stack";
+import {
+  actorsEnv,
+  deleteSnapshots,
+  expectedTickRows,
+  generateMessages,
+  openDatabase,
+  place,
+  produceAll,
+  readSnapshots,
+  readTicks,
+  replay,
+  settingsOf,
+  startActorsNode,
+  SYMBOLS,
+  waitUntilCommitted,
+  type TestScenario,
+} from "./harness";
+
+/**
+ * Idle actors leave memory (ACTOR_IDLE_MS) and come back from their snapshots on their next
+ * message, in the same process: memory follows the active symbols, and results do not change.
+ */
+
+const PARTITIONS = 3;
+
+let scenario: TestScenario;
+let dropDatabase: () => Promise<void>;
+let db: ReturnType<typeof openDatabase>;
+let node: StockNode | null = null;
+
+beforeAll(async () => {
+  const database = await freshDatabase();
+  dropDatabase = database.drop;
+  db = openDatabase(database.url);
+  scenario = {
+    topic: uniqueName("actors_idle"),
+    groupId: uniqueName("actors_idle_group"),
+    partitions: PARTITIONS,
+    databaseUrl: database.url,
+  };
+  await createTopic(scenario.topic, PARTITIONS);
+  node = await startNode();
+}, 30000);
+
+afterAll(async () => {
+  await node?.broker.stop();
+  await db?.close();
+  if (scenario) {
+    await deleteTopic(scenario.topic);
+    await deleteSnapshots(scenario);
+  }
+  await dropDatabase?.();
+}, 30000);
+
+function startNode(): Promise<StockNode> {
+  return startActorsNode(actorsEnv(scenario, { ACTOR_IDLE_MS: "1000" }));
+}
+
+async function liveActors(): Promise<number> {
+  const reply = await node!.broker.call<{ actors: number }>("actors.partitions");
+  return reply.actors;
+}
+
+describe("passivation of idle actors", () => {
+  it("drops idle actors from memory and restores them from their snapshots on their next tick", async () => {
+    const messages = generateMessages({ seed: 71, symbols: SYMBOLS, ticks: 3000, side: 100 });
+    const placed = place(messages, PARTITIONS);
+    const [first, second] = [messages.slice(0, 1500), messages.slice(1500)];
+
+    await produceAll(scenario.topic, first);
+    await waitUntilCommitted(scenario.topic, scenario.groupId);
+    await waitFor("the idle actors to be passivated", async () => (await liveActors()) === 0, 15000);
+
+    // A passivated actor's state is still served, from its snapshot.
+    const soFar = replay(place(first, PARTITIONS), settingsOf({}));
+    for (const [symbol, actor] of soFar.actors) {
+      const reply = await node!.broker.call<{ state: ActorView }, { symbol: string }>("actors.state", {
+        symbol,
+      });
+      expect(reply.state).toEqual(actor.view());
+    }
+
+    await produceAll(scenario.topic, second);
+    await waitUntilCommitted(scenario.topic, scenario.groupId);
+    const expected = replay(placed, settingsOf({}));
+    expect(await readTicks(db)).toEqual(expectedTickRows(placed, expected));
+    const snapshots = await readSnapshots(scenario);
+    for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
+  }, 60000);
+});

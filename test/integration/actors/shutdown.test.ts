@@ -1,0 +1,186 @@
+import type { Consumer, Producer } from "kafkajs";
+import type { StockNode } from "../../../lib/node";
+import { AppProcess } from "../../support/processes";
+import {
+  createTopic,
+  deleteTopic,
+  freshDatabase,
+  kafkaClient,
+  uniqueName,
+  waitFor,
+  withAdmin,
+} from "../../support/stack";
+import {
+  actorsEnv,
+  committedOffsets,
+  connectProducer,
+  deleteSnapshots,
+  expectedTickRows,
+  generateMessages,
+  openDatabase,
+  PacedStream,
+  place,
+  readSnapshots,
+  readTicks,
+  replay,
+  sendInOrder,
+  seqSummary,
+  settingsOf,
+  startActorsNode,
+  SYMBOLS,
+  waitUntilCommitted,
+  type TestScenario,
+} from "./harness";
+
+/**
+ * SIGTERM to an actors process in the middle of a stream. A second group member that only
+ * holds partitions (it never processes or commits) shows how fast the group reacts, and keeps
+ * the database still while the stopped process's commits are compared with its rows.
+ */
+
+const PARTITIONS = 4;
+const SESSION_TIMEOUT_MS = 30000;
+const GRACE_MS = 8000;
+
+let scenario: TestScenario;
+let dropDatabase: () => Promise<void>;
+let db: ReturnType<typeof openDatabase>;
+let app: AppProcess | null = null;
+let observer: Consumer | null = null;
+let producer: Producer | null = null;
+let stream: PacedStream | null = null;
+let finisher: StockNode | null = null;
+
+beforeAll(async () => {
+  const database = await freshDatabase();
+  dropDatabase = database.drop;
+  db = openDatabase(database.url);
+  scenario = {
+    topic: uniqueName("actors_sigterm"),
+    groupId: uniqueName("actors_sigterm_group"),
+    partitions: PARTITIONS,
+    databaseUrl: database.url,
+  };
+  await createTopic(scenario.topic, PARTITIONS);
+}, 30000);
+
+afterAll(async () => {
+  await stream?.stop();
+  await producer?.disconnect();
+  await observer?.disconnect();
+  await app?.kill("SIGKILL");
+  await finisher?.broker.stop();
+  await db?.close();
+  if (scenario) {
+    await deleteTopic(scenario.topic);
+    await deleteSnapshots(scenario);
+  }
+  await dropDatabase?.();
+}, 60000);
+
+async function tickCount(): Promise<number> {
+  const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
+  return rows[0].n;
+}
+
+/** A group member that takes its share of partitions and pauses them: it reads and commits nothing. */
+async function joinIdleMember(assignments: number[][]): Promise<Consumer> {
+  const consumer = kafkaClient("idle-member").consumer({
+    groupId: scenario.groupId,
+    sessionTimeout: SESSION_TIMEOUT_MS,
+    heartbeatInterval: 500,
+    maxWaitTimeInMs: 100,
+  });
+  consumer.on(consumer.events.GROUP_JOIN, e => {
+    assignments.push([...(e.payload.memberAssignment[scenario.topic] ?? [])].sort((a, b) => a - b));
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topic: scenario.topic, fromBeginning: true });
+  await consumer.run({
+    autoCommit: false,
+    eachBatchAutoResolve: false,
+    eachBatch: async () => undefined,
+  });
+  consumer.pause([{ topic: scenario.topic }]);
+  return consumer;
+}
+
+describe("graceful shutdown of an actors process", () => {
+  it("on SIGTERM finishes and commits its batches, leaves the group at once and exits 0", async () => {
+    const messages = generateMessages({ seed: 23, symbols: SYMBOLS, ticks: 64000 });
+    const placed = place(messages, PARTITIONS);
+    const backlog = 60000;
+
+    // A backlog keeps the process busy, so the signal lands in the middle of its batches. The
+    // idle member joins first; the process then takes its share of the partitions from it.
+    producer = await connectProducer();
+    await sendInOrder(producer, scenario.topic, messages.slice(0, backlog));
+    const assignments: number[][] = [];
+    observer = await joinIdleMember(assignments);
+    await waitFor("the idle member to hold every partition", () => assignments.at(-1)?.length === PARTITIONS);
+    app = new AppProcess(
+      "actors-a",
+      actorsEnv(scenario, {
+        KAFKA_CLIENT_ID: "actors-a",
+        KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
+        SHUTDOWN_GRACE_MS: String(GRACE_MS),
+        LOG_LEVEL: "info",
+      }),
+    ).start();
+    await app.waitForLine(/assigned partitions \[\d/);
+    stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 400);
+    await waitFor("the first rows", async () => (await tickCount()) > 1000, 30000);
+    expect(await tickCount()).toBeLessThan(backlog / 2);
+
+    const stoppedAt = Date.now();
+    const code = await app.kill("SIGTERM");
+    const stopMs = Date.now() - stoppedAt;
+    expect({ code, tail: code === 0 ? "" : app.tail() }).toEqual({ code: 0, tail: "" });
+    expect(stopMs).toBeLessThan(GRACE_MS);
+    expect(app.output.some(l => /actors stopped: offsets committed, group left/.test(l))).toBe(true);
+
+    // Nothing processes the topic now: whatever the process stored, it also committed.
+    const committed = await committedOffsets(scenario.topic, scenario.groupId);
+    const { rows } = await db.query<{ partition: number; n: number; max: number }>(
+      `SELECT kafka_partition AS partition, count(*)::int AS n, max(kafka_offset) AS max FROM ticks GROUP BY 1`,
+    );
+    for (const r of rows) {
+      expect({ partition: r.partition, rows: r.n, nextAfterRows: r.max + 1 }).toEqual({
+        partition: r.partition,
+        rows: committed[r.partition],
+        nextAfterRows: committed[r.partition],
+      });
+    }
+
+    // It left the group: the idle member is alone in it, long before the session timeout.
+    const group = await withAdmin(admin => admin.describeGroups([scenario.groupId]));
+    expect(group.groups[0].members.map(m => m.clientId)).not.toContain("actors-a");
+    await waitFor(
+      "the idle member to get the partitions back",
+      () => assignments.length >= 3 && assignments.at(-1)?.length === PARTITIONS,
+      SESSION_TIMEOUT_MS / 2,
+    );
+
+    // Another actors node finishes the stream; every tick has its row exactly once.
+    await observer.disconnect();
+    observer = null;
+    await stream.done;
+    finisher = await startActorsNode(actorsEnv(scenario));
+    await waitUntilCommitted(scenario.topic, scenario.groupId, 90000);
+
+    const expected = replay(placed, settingsOf({}));
+    const summary = await seqSummary(db);
+    for (const [symbol, ticks] of expected.ticks) {
+      expect(summary.get(symbol)).toEqual({
+        rows: ticks.length,
+        distinct: ticks.length,
+        min: 1,
+        max: ticks.length,
+      });
+    }
+    const stored = await readTicks(db);
+    expect(stored).toEqual(expectedTickRows(placed, expected));
+    const snapshots = await readSnapshots(scenario);
+    for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
+  }, 180000);
+});

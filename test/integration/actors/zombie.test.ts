@@ -1,0 +1,119 @@
+import type { Producer } from "kafkajs";
+import { AppProcess } from "../../support/processes";
+import { createTopic, deleteTopic, freshDatabase, uniqueName, waitFor } from "../../support/stack";
+import {
+  actorsEnv,
+  connectProducer,
+  deleteSnapshots,
+  expectedTickRows,
+  generateMessages,
+  openDatabase,
+  PacedStream,
+  place,
+  readSnapshots,
+  readTicks,
+  replay,
+  sendInOrder,
+  settingsOf,
+  SYMBOLS,
+  waitUntilCommitted,
+  type TestScenario,
+} from "./harness";
+
+/**
+ * The zombie of ARCHITECTURE.md: an actors process frozen (SIGSTOP, as in a long GC pause or a
+ * network cut) in the middle of its work for longer than the session timeout. The group gives
+ * its partitions to another process, which claims them in Redis. When the frozen process wakes
+ * up with its batches still in flight, it must neither overwrite the new owner's snapshots nor
+ * commit, nor hold the owner back with the transaction it froze in, and it must rejoin the group.
+ */
+
+const PARTITIONS = 4;
+const SESSION_TIMEOUT_MS = 6000;
+
+let scenario: TestScenario;
+let dropDatabase: () => Promise<void>;
+let db: ReturnType<typeof openDatabase>;
+let producer: Producer | null = null;
+let stream: PacedStream | null = null;
+const processes: AppProcess[] = [];
+
+beforeAll(async () => {
+  const database = await freshDatabase();
+  dropDatabase = database.drop;
+  db = openDatabase(database.url);
+  scenario = {
+    topic: uniqueName("actors_zombie"),
+    groupId: uniqueName("actors_zombie_group"),
+    partitions: PARTITIONS,
+    databaseUrl: database.url,
+  };
+  await createTopic(scenario.topic, PARTITIONS);
+}, 30000);
+
+afterAll(async () => {
+  await stream?.stop();
+  await producer?.disconnect();
+  for (const p of processes) if (p.pid && p.running) process.kill(p.pid, "SIGCONT");
+  await Promise.all(processes.map(p => p.kill("SIGKILL")));
+  await db?.close();
+  if (scenario) {
+    await deleteTopic(scenario.topic);
+    await deleteSnapshots(scenario);
+  }
+  await dropDatabase?.();
+}, 60000);
+
+async function tickCount(): Promise<number> {
+  const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
+  return rows[0].n;
+}
+
+function startProcess(name: string): AppProcess {
+  const env = actorsEnv(scenario, {
+    KAFKA_CLIENT_ID: name,
+    KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
+    LOG_LEVEL: "info",
+  });
+  const p = new AppProcess(name, env).start();
+  processes.push(p);
+  return p;
+}
+
+describe("a frozen actors process that wakes up after losing its partitions", () => {
+  it("keeps out of the new owner's way and rejoins without a lost or repeated tick", async () => {
+    const messages = generateMessages({ seed: 61, symbols: SYMBOLS, ticks: 63000 });
+    const placed = place(messages, PARTITIONS);
+    const backlog = 60000;
+    producer = await connectProducer();
+    await sendInOrder(producer, scenario.topic, messages.slice(0, backlog));
+
+    const zombie = startProcess("actors-zombie");
+    await zombie.waitForLine(/assigned partitions \[0, 1, 2, 3\]/);
+    await waitFor("the first process to work", async () => (await tickCount()) > 1000, 30000, 20);
+    process.kill(zombie.pid!, "SIGSTOP");
+    const atFreeze = await tickCount();
+
+    const owner = startProcess("actors-owner");
+    // The group waits for the frozen member's session to expire, then gives everything to the owner.
+    await owner.waitForLine(/assigned partitions \[0, 1, 2, 3\]/, 40000);
+    stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 500);
+    await waitFor("the owner to work", async () => (await tickCount()) > atFreeze + 5000, 30000, 50);
+
+    // Woken up with batches in flight, it finds out that it lost its partitions, from Redis
+    // refusing its snapshots (fencing) or from Kafka refusing its commits and heartbeats,
+    // whichever it reaches first; then it rejoins the group and takes its share again.
+    process.kill(zombie.pid!, "SIGCONT");
+    await zombie.waitForLine(/assigned partitions \[[\d, ]*\] \(generation [2-9]/, 30000).catch(err => {
+      throw new Error(`${(err as Error).message}\n--- zombie:\n${zombie.tail(60)}`);
+    });
+    await stream.done;
+    await waitUntilCommitted(scenario.topic, scenario.groupId, 60000);
+    for (const p of [zombie, owner]) expect(p.output.filter(l => /Crash|eachBatch/.test(l))).toEqual([]);
+
+    const expected = replay(placed, settingsOf({}));
+    expect(await readTicks(db)).toEqual(expectedTickRows(placed, expected));
+    const snapshots = await readSnapshots(scenario);
+    for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
+  }, 120000);
+});

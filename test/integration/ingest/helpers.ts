@@ -1,0 +1,229 @@
+import http from "node:http";
+import { Kafka, logLevel } from "kafkajs";
+import type { StockMessage } from "../../../domain/messages";
+import { createNode, type StockNode } from "../../../lib/node";
+import { freePort } from "../../support/ports";
+import { deleteTopic, STACK, testConfig, uniqueName } from "../../support/stack";
+
+/** A gateway+ingest node in this process, listening on loopback, producing to its own topic. */
+export interface IngestNode {
+  node: StockNode;
+  url: string;
+  topic: string;
+  partitions: number;
+  /** Stops the node; deletes the topic it created on the shared broker. */
+  stop(): Promise<void>;
+}
+
+export async function startIngestNode(
+  prefix: string,
+  overrides: Record<string, string | undefined> = {},
+): Promise<IngestNode> {
+  // moleculer-web does not report the port it got for PORT=0, so the port is picked beforehand.
+  const port = await freePort();
+  const topic = uniqueName(prefix);
+  const config = testConfig({
+    SERVICES: "gateway,ingest",
+    KAFKA_BROKERS: STACK.kafkaBrokers,
+    KAFKA_TOPIC: topic,
+    KAFKA_PARTITIONS: "6",
+    PORT: String(port),
+    HOST: "127.0.0.1",
+    NODE_ID: uniqueName(prefix),
+    ...overrides,
+  });
+  const node = createNode(config);
+  await node.broker.start();
+  // Only the ingest service creates the topic; deleting one that does not exist makes kafkajs retry for long.
+  const ownsTopic =
+    config.kafka.brokers?.join(",") === STACK.kafkaBrokers && config.services.includes("ingest");
+  return {
+    node,
+    url: `http://127.0.0.1:${port}/ingest`,
+    topic,
+    partitions: config.kafka.partitions,
+    stop: async () => {
+      await node.broker.stop();
+      if (ownsTopic) await deleteTopic(topic);
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  text: string;
+  /** The parsed body; undefined when it is not JSON. */
+  json: unknown;
+  elapsedMs: number;
+}
+
+export interface PostOptions {
+  /** null sends no Content-Type header at all (fetch would add text/plain). */
+  contentType?: string | null;
+  headers?: Record<string, string>;
+  /** Send with Transfer-Encoding: chunked in pieces of this many bytes instead of a Content-Length. */
+  chunkBytes?: number;
+}
+
+/**
+ * A raw node:http POST, so a test controls every header. A fresh connection per request: a
+ * keep-alive socket the server closes while idle can fail the next request with ECONNRESET.
+ */
+export function post(url: string, body: string | Buffer, options: PostOptions = {}): Promise<Reply> {
+  const payload = typeof body === "string" ? Buffer.from(body, "utf8") : body;
+  const headers: Record<string, string> = { ...options.headers };
+  const contentType = options.contentType === undefined ? "application/json" : options.contentType;
+  if (contentType !== null) headers["Content-Type"] = contentType;
+  if (options.chunkBytes === undefined) headers["Content-Length"] = String(payload.length);
+  const started = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: "POST", headers, agent: false });
+    req.setTimeout(60000, () => req.destroy(new Error(`no answer from ${url} within 60 s`)));
+    req.on("error", reject);
+    req.on("response", res => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () => {
+        const text = Buffer.concat(chunks).toString("utf8");
+        let json: unknown;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = undefined;
+        }
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text,
+          json,
+          elapsedMs: performance.now() - started,
+        });
+      });
+    });
+    if (options.chunkBytes === undefined) {
+      req.end(payload);
+    } else {
+      for (let i = 0; i < payload.length; i += options.chunkBytes)
+        req.write(payload.subarray(i, i + options.chunkBytes));
+      req.end();
+    }
+  });
+}
+
+export const postJson = (url: string, value: unknown, options: PostOptions = {}) =>
+  post(url, JSON.stringify(value), options);
+
+/** The shape every error leaves the gateway with. */
+export interface ErrorBody {
+  error: string;
+  type?: string;
+  issues?: { index: number; path: string; message: string }[];
+  retryable?: boolean;
+}
+
+/** A current timestamp in epoch seconds with a fraction, as the course generator sends it. */
+export const nowSeconds = () => Date.now() / 1000;
+
+/** A valid price tick; `overrides` with undefined values drop the field. */
+export function tick(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    stock_symbol: "AAPL",
+    opening_price: 1000.25,
+    closing_price: 1003.5,
+    high: 1007.75,
+    low: 996.1,
+    volume: 5012,
+    timestamp: nowSeconds(),
+    ...overrides,
+  };
+}
+
+/** Key order ignored: zod's output follows its schema, not the input. */
+export function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonical(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** What ingest keys a message by: its symbol, or the indicator name for market-wide data. */
+export function expectedKey(message: StockMessage | Record<string, unknown>): string {
+  const m = message as Record<string, unknown>;
+  return typeof m.stock_symbol === "string" ? m.stock_symbol : String(m.indicator_name);
+}
+
+export interface StoredRecord {
+  partition: number;
+  offset: number;
+  key: string | null;
+  value: string;
+}
+
+/** Every message of a topic on `brokers`, read from the beginning until the high watermarks. */
+export async function readAll(brokers: string, topic: string, timeoutMs = 30000): Promise<StoredRecord[]> {
+  const kafka = new Kafka({
+    clientId: "ingest-test-reader",
+    brokers: brokers.split(","),
+    logLevel: logLevel.NOTHING,
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  let ends: Map<number, number>;
+  try {
+    ends = new Map((await admin.fetchTopicOffsets(topic)).map(p => [p.partition, Number(p.high)]));
+  } finally {
+    await admin.disconnect();
+  }
+  const total = [...ends.values()].reduce((a, b) => a + b, 0);
+  const records: StoredRecord[] = [];
+  if (total === 0) return records;
+  const consumer = kafka.consumer({ groupId: uniqueName("ingest-reader"), maxWaitTimeInMs: 100 });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({ topic, fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`read ${records.length} of ${total} messages of ${topic} in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      void consumer.run({
+        eachMessage: async ({ partition, message }) => {
+          records.push({
+            partition,
+            offset: Number(message.offset),
+            key: message.key?.toString() ?? null,
+            value: message.value?.toString() ?? "",
+          });
+          if (records.length >= total) {
+            clearTimeout(timer);
+            resolve();
+          }
+        },
+      });
+    });
+  } finally {
+    await consumer.disconnect();
+  }
+  return records;
+}
+
+/** Offset sum over partitions: how many messages a topic on `brokers` holds. */
+export async function sizeOf(brokers: string, topic: string): Promise<number> {
+  const admin = new Kafka({
+    clientId: "ingest-test-admin",
+    brokers: brokers.split(","),
+    logLevel: logLevel.NOTHING,
+  }).admin();
+  await admin.connect();
+  try {
+    return (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0);
+  } finally {
+    await admin.disconnect();
+  }
+}
