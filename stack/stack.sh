@@ -191,6 +191,9 @@ status() {
 case "${1:-}" in
   up)
     mkdir -p "$LOG_DIR"
+    # The jars are fetched even when some broker already answers on 9092 (another checkout's):
+    # the tests also start private brokers from them.
+    kafka_fetch
     postgres_up
     redis_up
     nats_up
