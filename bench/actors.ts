@@ -13,7 +13,7 @@ import { migrate } from "../adapters/sql/migrate";
 import { PostgresClient } from "../adapters/sql/postgres-client";
 import type { PriceTick } from "../domain/messages";
 import { ActorHost } from "../runtime/actor-host";
-import { benchApply } from "./apply";
+import { benchApply, randomWalkTick, seededRandom } from "./apply";
 
 /**
  * The actors path's figures on this machine, everything on loopback against the local stack
@@ -79,18 +79,6 @@ const unique = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${rando
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
-/** mulberry32: the same input on every run. */
-function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Random-walk price ticks over `symbols` symbols (S0, S1, ...), each symbol's ticks in time order. */
 function tickSource(symbols: number, seed: number): () => PriceTick {
   const random = seededRandom(seed);
@@ -100,19 +88,10 @@ function tickSource(symbols: number, seed: number): () => PriceTick {
   let n = 0;
   return () => {
     const s = Math.floor(random() * symbols);
-    const open = price[s];
-    const close = open * (1 + (random() - 0.5) * 0.01);
-    price[s] = close;
     if (++n % symbols === 0) timestamp += 1;
-    return {
-      stock_symbol: names[s],
-      opening_price: open,
-      closing_price: close,
-      high: Math.max(open, close) * (1 + random() * 0.002),
-      low: Math.min(open, close) * (1 - random() * 0.002),
-      volume: Math.floor(random() * 10_000),
-      timestamp,
-    };
+    const tick = randomWalkTick(random, names[s], price[s], timestamp);
+    price[s] = tick.closing_price;
+    return tick;
   };
 }
 

@@ -29,7 +29,7 @@ export interface ApplyBenchResult {
 }
 
 /** mulberry32, so every run measures the same input. */
-function seededRandom(seed: number): () => number {
+export function seededRandom(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -37,6 +37,25 @@ function seededRandom(seed: number): () => number {
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The next step of a symbol's random walk from `open`: close within 0.5 %, wicks within 0.2 %. */
+export function randomWalkTick(
+  random: () => number,
+  symbol: string,
+  open: number,
+  timestamp: number,
+): PriceTick {
+  const close = open * (1 + (random() - 0.5) * 0.01);
+  return {
+    stock_symbol: symbol,
+    opening_price: open,
+    closing_price: close,
+    high: Math.max(open, close) * (1 + random() * 0.002),
+    low: Math.min(open, close) * (1 - random() * 0.002),
+    volume: Math.floor(random() * 10_000),
+    timestamp,
   };
 }
 
@@ -53,20 +72,10 @@ function generate(
   let timestamp = 1_700_000_000;
   for (let i = 0; i < ticks; i++) {
     const s = i % symbols;
-    const open = last[s];
-    const close = open * (1 + (random() - 0.5) * 0.01);
-    last[s] = close;
     if (s === 0) timestamp += 1;
     owner[i] = s;
-    messages[i] = {
-      stock_symbol: names[s],
-      opening_price: open,
-      closing_price: close,
-      high: Math.max(open, close) * (1 + random() * 0.002),
-      low: Math.min(open, close) * (1 - random() * 0.002),
-      volume: Math.floor(random() * 10_000),
-      timestamp,
-    };
+    messages[i] = randomWalkTick(random, names[s], last[s], timestamp);
+    last[s] = messages[i].closing_price;
   }
   return { messages, owner, names };
 }

@@ -120,6 +120,14 @@ export const marketDataSchema = z.object({
   pe_ratio: finite("the price/earnings ratio"),
 });
 
+function hasControlCharacter(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
 /** Market-wide data: it has no `stock_symbol`, so it is keyed by its indicator name. */
 export const economicIndicatorSchema = z.object({
   data_type: z.literal("economic_indicator"),
@@ -128,7 +136,9 @@ export const economicIndicatorSchema = z.object({
     .string({ error: iss => (iss.input === undefined ? "is required" : "must be a string") })
     .trim()
     .min(1, { message: "must not be empty" })
-    .max(100, { message: "must be at most 100 characters" }),
+    .max(100, { message: "must be at most 100 characters" })
+    // Control characters (NUL above all, which Postgres text cannot hold) are never part of a name.
+    .refine(v => !hasControlCharacter(v), { message: "must not contain control characters" }),
   value: finite("the indicator value"),
 });
 

@@ -141,6 +141,7 @@ const envSchema = z
     INGEST_BODY_LIMIT: byteSize.default(5 * 1024 ** 2),
     INGEST_RATE_LIMIT: int(0).default(0),
     INGEST_LINGER_MS: int(0, 1000).default(0),
+    INGEST_TRUST_PROXY: flag.default(false),
 
     NOTIFIER_WEBHOOK_URL: optionalUrl(["http", "https"]).optional(),
 
@@ -198,6 +199,8 @@ export interface Config {
     bodyLimitBytes: number;
     rateLimitPerSecond: number;
     lingerMs: number;
+    /** Rate-limit by the address a trusted proxy appends to X-Forwarded-For, not the socket's. */
+    trustProxy: boolean;
   };
   actors: {
     idleMs: number;
@@ -261,6 +264,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       bodyLimitBytes: e.INGEST_BODY_LIMIT,
       rateLimitPerSecond: e.INGEST_RATE_LIMIT,
       lingerMs: e.INGEST_LINGER_MS,
+      trustProxy: e.INGEST_TRUST_PROXY,
     },
     actors: {
       idleMs: e.ACTOR_IDLE_MS,

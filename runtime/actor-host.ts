@@ -1,7 +1,7 @@
 import type { LogBatch, LogMessage } from "../adapters/log/types";
 import type { SnapshotStore } from "../adapters/snapshots/types";
 import type { SqlClient } from "../adapters/sql/types";
-import { parseMessage, type SymbolSideData, type PriceTick } from "../domain/messages";
+import { isPriceTick, parseMessage, type SymbolSideData, type PriceTick } from "../domain/messages";
 import {
   SymbolActor,
   type ActorSnapshot,
@@ -10,7 +10,7 @@ import {
   type Signal,
   type TickResult,
 } from "../domain/symbol-actor";
-import { FencedError, isRetriable } from "../lib/errors";
+import { FencedError, isRetriable, StockError } from "../lib/errors";
 import { partitionForKey } from "../lib/partitioner";
 import { emptyOutputs, type BatchOutputs, type TickRow } from "./batch-outputs";
 import { writeResults } from "./results-writer";
@@ -51,6 +51,8 @@ export interface ActorHostOptions {
 interface ActorSlot {
   actor: SymbolActor;
   lastUsed: number;
+  /** Started from nothing (no snapshot) and not yet checked against what Postgres already holds. */
+  unverified: boolean;
 }
 
 /** One owned partition: its fencing epoch, its live actors, and a lock so batches never overlap. */
@@ -75,6 +77,9 @@ class PartitionState {
     return run;
   }
 }
+
+/** The snapshot store lost state that Postgres proves existed; see `verifyFreshActors`. */
+export class SnapshotLostError extends StockError {}
 
 /** Why a batch stopped before its end: the partition moved to another node, or this node is stopping. */
 class Abandoned extends Error {}
@@ -338,20 +343,63 @@ export class ActorHost {
     const parsed = chunk.map(m => this.parse(m));
     const missing = new Set<string>();
     for (const p of parsed) if ("symbol" in p && !state.actors.has(p.symbol)) missing.add(p.symbol);
-    if (missing.size === 0) return parsed;
-    const symbols = [...missing];
-    const stored = await this.retry(batch, `load snapshots of partition ${state.partition}`, () =>
-      this.options.snapshots.load(state.partition, symbols),
-    );
-    const now = Date.now();
-    symbols.forEach((symbol, i) => {
-      const json = stored[i];
-      const actor = json
-        ? SymbolActor.restore(JSON.parse(json) as ActorSnapshot, this.options.settings)
-        : new SymbolActor(symbol, this.options.settings);
-      state.actors.set(symbol, { actor, lastUsed: now });
-    });
+    if (missing.size > 0) {
+      const symbols = [...missing];
+      const stored = await this.retry(batch, `load snapshots of partition ${state.partition}`, () =>
+        this.options.snapshots.load(state.partition, symbols),
+      );
+      const now = Date.now();
+      symbols.forEach((symbol, i) => {
+        const json = stored[i];
+        const actor = json
+          ? SymbolActor.restore(JSON.parse(json) as ActorSnapshot, this.options.settings)
+          : new SymbolActor(symbol, this.options.settings);
+        state.actors.set(symbol, { actor, lastUsed: now, unverified: !json });
+      });
+    }
+    await this.verifyFreshActors(state, batch, chunk, parsed);
     return parsed;
+  }
+
+  /**
+   * An actor without a snapshot is right only if its symbol really starts here: its first tick
+   * must be the one Postgres holds as seq 1, if any. Otherwise the snapshot store lost the state
+   * (Redis restarted without persistence, keys deleted): continuing would restart the symbol's
+   * sequence at 1, and every new result would collide with an old row and be dropped in silence.
+   * The batch fails instead, loudly and repeatedly, and nothing is committed until an operator
+   * replays the partition from the start (which rebuilds the state exactly).
+   */
+  private async verifyFreshActors(
+    state: PartitionState,
+    batch: LogBatch,
+    chunk: LogMessage[],
+    parsed: Parsed[],
+  ) {
+    const firstTick = new Map<string, number>();
+    parsed.forEach((p, i) => {
+      if (!("symbol" in p) || firstTick.has(p.symbol) || !isPriceTick(p.message)) return;
+      const slot = state.actors.get(p.symbol);
+      if (slot?.unverified && slot.actor.seq === 0) firstTick.set(p.symbol, chunk[i].offset);
+    });
+    if (firstTick.size === 0) return;
+    const { rows } = await this.retry(batch, `check new symbols of partition ${state.partition}`, () =>
+      this.options.sql.query<{ symbol: string; kafka_partition: number; kafka_offset: number }>(
+        "SELECT symbol, kafka_partition, kafka_offset FROM ticks WHERE symbol = ANY($1::text[]) AND seq = 1",
+        [[...firstTick.keys()]],
+      ),
+    );
+    for (const row of rows) {
+      const offset = firstTick.get(row.symbol)!;
+      if (row.kafka_partition !== state.partition || row.kafka_offset !== offset) {
+        throw new SnapshotLostError(
+          `symbol ${row.symbol}: the snapshot store has no state for it, but Postgres already holds its first tick ` +
+            `(partition ${row.kafka_partition}, offset ${row.kafka_offset}); starting it afresh at offset ${offset} would ` +
+            `restart its sequence and drop every new result. The snapshot store lost data (is Redis persistent?). ` +
+            "Recover by replaying from the start: stop the actors, reset their consumer group (KAFKA_GROUP_ID) to the earliest offsets, start them.",
+        );
+      }
+    }
+    for (const symbol of firstTick.keys()) state.actors.get(symbol)!.unverified = false;
   }
 
   private parse(m: LogMessage): Parsed {
@@ -412,11 +460,6 @@ function parseLogMessage(m: LogMessage): Parsed {
   if (!r.ok) return { reason: r.issues.map(i => `${i.path} ${i.message}`).join("; ") };
   const msg = r.message;
   if ("stock_symbol" in msg) return { symbol: msg.stock_symbol, message: msg };
-  // The schema accepts any non-empty name, but Postgres text cannot store a NUL character, and
-  // one such name would fail the whole batch on every retry.
-  if (msg.indicator_name.includes("\u0000")) {
-    return { reason: "indicator_name contains a NUL character, which the database cannot store" };
-  }
   return { economic: msg };
 }
 

@@ -83,14 +83,21 @@ export default function createGatewayService(deps: { config: Config; resources: 
             window: 1000,
             limit: ingest.rateLimitPerSecond,
             headers: true,
+            // X-Forwarded-For is whatever the client wrote, unless a proxy we run sets it.
             key: (req: IncomingRequest) =>
-              (req.headers["x-forwarded-for"] as string | undefined)?.split(",")[0].trim() ||
+              (ingest.trustProxy
+                ? (req.headers["x-forwarded-for"] as string | undefined)?.split(",").pop()?.trim()
+                : undefined) ||
               req.socket.remoteAddress ||
               "unknown",
           },
         }
       : {}),
     aliases: {
+      "GET /"(_req: IncomingRequest, res: ServerResponse) {
+        res.setHeader("Allow", "POST");
+        sendJsonError(res, new HttpError(405, "METHOD_NOT_ALLOWED", "send messages with POST /ingest"));
+      },
       async "POST /"(this: { broker: Context["broker"] }, req: IncomingRequest, res: ServerResponse) {
         const metrics = this.broker.metrics;
         try {

@@ -65,7 +65,9 @@ function syntaxIssue(index: number, path: string, err: unknown) {
 
 /** Decodes the body into the list of items it holds: one object, an array, or NDJSON lines. */
 export function decodeItems(body: Buffer, format: BodyFormat): unknown[] {
-  const text = body.toString("utf8");
+  // A leading byte-order mark is how some Windows tools say "UTF-8"; JSON.parse would refuse it.
+  const decoded = body.toString("utf8");
+  const text = decoded.charCodeAt(0) === 0xfeff ? decoded.slice(1) : decoded;
   if (format === "json") {
     let value: unknown;
     try {

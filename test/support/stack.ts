@@ -20,12 +20,13 @@ export function uniqueName(prefix: string): string {
   return `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`;
 }
 
-export function kafkaClient(clientId = "test"): Kafka {
-  return new Kafka({ clientId, brokers: STACK.kafkaBrokers.split(","), logLevel: logLevel.NOTHING });
+/** A client of the local broker, or of `brokers` (a comma-separated list). */
+export function kafkaClient(clientId = "test", brokers = STACK.kafkaBrokers): Kafka {
+  return new Kafka({ clientId, brokers: brokers.split(","), logLevel: logLevel.NOTHING });
 }
 
-export async function withAdmin<T>(fn: (admin: Admin) => Promise<T>): Promise<T> {
-  const admin = kafkaClient("test-admin").admin();
+export async function withAdmin<T>(fn: (admin: Admin) => Promise<T>, brokers?: string): Promise<T> {
+  const admin = kafkaClient("test-admin", brokers).admin();
   await admin.connect();
   try {
     return await fn(admin);
@@ -47,10 +48,11 @@ export async function deleteTopic(topic: string): Promise<void> {
   await withAdmin(admin => admin.deleteTopics({ topics: [topic] })).catch(() => undefined);
 }
 
-/** Total messages in a topic (sum of high watermarks). */
-export async function topicSize(topic: string): Promise<number> {
-  return withAdmin(async admin =>
-    (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0),
+/** Total messages in a topic (sum of high watermarks), on the local broker or on `brokers`. */
+export async function topicSize(topic: string, brokers?: string): Promise<number> {
+  return withAdmin(
+    async admin => (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0),
+    brokers,
   );
 }
 
@@ -61,9 +63,17 @@ export interface ConsumedRecord {
   value: string;
 }
 
-/** Reads a topic from the beginning until `count` messages arrived (or the timeout passed). */
-export async function readTopic(topic: string, count: number, timeoutMs = 20000): Promise<ConsumedRecord[]> {
-  const consumer = kafkaClient("test-reader").consumer({
+/**
+ * Reads a topic (on the local broker, or on `brokers`) from the beginning until `count` messages
+ * arrived (or the timeout passed).
+ */
+export async function readTopic(
+  topic: string,
+  count: number,
+  timeoutMs = 20000,
+  brokers?: string,
+): Promise<ConsumedRecord[]> {
+  const consumer = kafkaClient("test-reader", brokers).consumer({
     groupId: uniqueName("reader"),
     maxWaitTimeInMs: 100,
   });

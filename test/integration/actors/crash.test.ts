@@ -1,17 +1,14 @@
-import type { Producer } from "kafkajs";
 import { bucketTicks } from "../../../domain/aggregates";
 import { closeRelative, seededRandom } from "../../unit/domain/fixtures";
-import { AppProcess } from "../../support/processes";
-import { createTopic, deleteTopic, freshDatabase, uniqueName, waitFor } from "../../support/stack";
+import type { AppProcess } from "../../support/processes";
+import { waitFor } from "../../support/stack";
 import {
-  actorsEnv,
   committedOffsets,
   connectProducer,
+  countTickRows,
   countTicks,
-  deleteSnapshots,
   expectedTickRows,
   generateMessages,
-  openDatabase,
   PacedStream,
   place,
   readSnapshots,
@@ -22,8 +19,8 @@ import {
   SMALL_PERIODS,
   sortedByKey,
   SYMBOLS,
+  useActorsScenario,
   waitUntilCommitted,
-  type TestScenario,
 } from "./harness";
 
 /**
@@ -39,53 +36,18 @@ const RATE = 1500;
 const MESSAGES = 52000;
 const KILLS = 4;
 
-let scenario: TestScenario;
-let dropDatabase: () => Promise<void>;
-let db: ReturnType<typeof openDatabase>;
-let producer: Producer | null = null;
-let stream: PacedStream | null = null;
-const processes: AppProcess[] = [];
-
-beforeAll(async () => {
-  const database = await freshDatabase();
-  dropDatabase = database.drop;
-  db = openDatabase(database.url);
-  scenario = {
-    topic: uniqueName("actors_crash"),
-    groupId: uniqueName("actors_crash_group"),
-    partitions: PARTITIONS,
-    databaseUrl: database.url,
-  };
-  await createTopic(scenario.topic, PARTITIONS);
-}, 30000);
-
-afterAll(async () => {
-  await stream?.stop();
-  await producer?.disconnect();
-  await Promise.all(processes.map(p => p.kill("SIGKILL")));
-  await db?.close();
-  if (scenario) {
-    await deleteTopic(scenario.topic);
-    await deleteSnapshots(scenario);
-  }
-  await dropDatabase?.();
-}, 60000);
+const ctx = useActorsScenario("actors_crash", PARTITIONS);
 
 function startProcess(): AppProcess {
-  const p = new AppProcess(`actors-${processes.length + 1}`, actorsEnv(scenario, ENV)).start();
-  processes.push(p);
-  return p;
+  return ctx.startProcess(`actors-${ctx.processes.length + 1}`, ENV);
 }
 
-async function tickCount(): Promise<number> {
-  const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
-  return rows[0].n;
-}
+const tickCount = () => countTickRows(ctx.db);
 
 /** Rows whose message lies at or past its partition's committed offset: work a restart replays. */
 async function storedPastCommit(): Promise<number> {
-  const committed = await committedOffsets(scenario.topic, scenario.groupId);
-  const { rows } = await db.query<{ n: number }>(
+  const committed = await committedOffsets(ctx.scenario.topic, ctx.scenario.groupId);
+  const { rows } = await ctx.db.query<{ n: number }>(
     `SELECT count(*)::int AS n FROM ticks t
      JOIN unnest($1::int[], $2::bigint[]) AS c(p, next) ON c.p = t.kafka_partition
      WHERE t.kafka_offset >= c.next`,
@@ -98,6 +60,7 @@ const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 describe("actors process killed mid-stream", () => {
   it("stores every result exactly once and ends in the state of an uninterrupted run", async () => {
+    const { scenario, db } = ctx;
     const seed = Date.now() % 1_000_000;
     const random = seededRandom(seed);
     const messages = generateMessages({
@@ -113,8 +76,9 @@ describe("actors process killed mid-stream", () => {
 
     let current = startProcess();
     await current.waitForLine(/assigned partitions \[0, 1, 2, 3\]/);
-    producer = await connectProducer();
-    stream = new PacedStream(producer, scenario.topic, messages, RATE);
+    ctx.producer = await connectProducer();
+    const stream = new PacedStream(ctx.producer, scenario.topic, messages, RATE);
+    ctx.stream = stream;
 
     let rowsAtStart = 0;
     for (let k = 0; k < KILLS; k++) {

@@ -4,7 +4,7 @@ import { migrate } from "../../../adapters/sql/migrate";
 import type { PostgresClient } from "../../../adapters/sql/postgres-client";
 import { messageKey } from "../../../domain/messages";
 import { UnavailableError } from "../../../lib/errors";
-import { ActorHost } from "../../../runtime/actor-host";
+import { ActorHost, SnapshotLostError } from "../../../runtime/actor-host";
 import { freshDatabase, STACK, uniqueName } from "../../support/stack";
 import {
   deleteSnapshots,
@@ -186,5 +186,34 @@ describe("fencing of a partition that moved to another node", () => {
     // Woken up, the frozen host learns that its connection is gone: a retriable outage, not a bug.
     wake();
     await expect(frozen).rejects.toBeInstanceOf(UnavailableError);
+  }, 60000);
+});
+
+describe("a snapshot store that lost its data", () => {
+  it("refuses to restart a symbol's sequence, and a replay from the start rebuilds everything", async () => {
+    const p = await partition0(7);
+    const commits: [number, number][] = [];
+    const first = p.host(commits);
+    first.onAssignment([0], 1);
+    await expect(first.handleBatch(p.batch(0, 40), 1)).resolves.toBe(40);
+    const stored = await readTicks(p.db);
+
+    // Redis restarts without persistence: epochs and snapshots are gone, Kafka's offsets are not.
+    await deleteSnapshots(p.scope);
+    const restarted = p.host(commits);
+    restarted.onAssignment([0], 1);
+    await expect(restarted.handleBatch(p.batch(40, 80), 1)).rejects.toBeInstanceOf(SnapshotLostError);
+    await expect(restarted.handleBatch(p.batch(40, 80), 1)).rejects.toThrow(
+      /Postgres already holds its first tick/,
+    );
+    expect(commits).toEqual([[0, 40]]);
+    expect(await readTicks(p.db)).toEqual(stored);
+
+    // The documented recovery: the group replays the partition from its first offset.
+    const replaying = p.host(commits);
+    replaying.onAssignment([0], 2);
+    await expect(replaying.handleBatch(p.batch(0, 80), 2)).resolves.toBe(80);
+    expect(commits.at(-1)).toEqual([0, 80]);
+    await expectUninterrupted(p);
   }, 60000);
 });

@@ -14,7 +14,18 @@ import {
 import { partitionForKey } from "../../../lib/partitioner";
 import { createNode, type StockNode } from "../../../lib/node";
 import { seededRandom } from "../../unit/domain/fixtures";
-import { kafkaClient, STACK, testConfig, waitFor, withAdmin } from "../../support/stack";
+import { AppProcess } from "../../support/processes";
+import {
+  createTopic,
+  deleteTopic,
+  freshDatabase,
+  kafkaClient,
+  STACK,
+  testConfig,
+  uniqueName,
+  waitFor,
+  withAdmin,
+} from "../../support/stack";
 
 /**
  * Shared pieces of the actors integration tests: seeded input, a sequential producer whose
@@ -323,6 +334,106 @@ export interface TestScenario {
   databaseUrl: string;
 }
 
+/** A scenario's own names on a database: a fresh topic and consumer group, both named after `prefix`. */
+export function newScenario(prefix: string, partitions: number, databaseUrl: string): TestScenario {
+  return { topic: uniqueName(prefix), groupId: uniqueName(`${prefix}_group`), partitions, databaseUrl };
+}
+
+/** What a test file's scenario hands its tests; `producer`, `stream` and `node` are set by the tests. */
+export interface ActorsScenario {
+  /** Set up by the time the tests (and `setup`) run. */
+  readonly scenario: TestScenario;
+  readonly db: PostgresClient;
+  /** The processes `startProcess` started, SIGKILLed at the end. */
+  readonly processes: AppProcess[];
+  /** Disconnected at the end. */
+  producer: Producer | null;
+  /** Stopped at the end. */
+  stream: PacedStream | null;
+  /** An actors node in this process, stopped at the end. */
+  node: StockNode | null;
+  /** Starts an actors process of the scenario (`actorsEnv` plus `env`), killed at the end. */
+  startProcess(name: string, env?: Record<string, string>): AppProcess;
+}
+
+export interface ActorsScenarioOptions {
+  /** The rest of the beforeAll hook, once the scenario exists: starting nodes, producing input. */
+  setup?: (ctx: ActorsScenario) => Promise<void>;
+  /** Extra teardown, after the producer is stopped and before the processes are killed. */
+  beforeKill?: (ctx: ActorsScenario) => void | Promise<void>;
+  /** The beforeAll hook's timeout, setup included. */
+  setupTimeoutMs?: number;
+  /** The afterAll hook's timeout. */
+  teardownTimeoutMs?: number;
+}
+
+/**
+ * Registers the beforeAll and afterAll hooks of a test file's scenario: a fresh database (with a
+ * client of it) and a fresh topic of `partitions` partitions, named after `prefix`; at the end,
+ * whatever the tests started is stopped and the topic, snapshots and database are removed.
+ */
+export function useActorsScenario(
+  prefix: string,
+  partitions: number,
+  options: ActorsScenarioOptions = {},
+): ActorsScenario {
+  let scenario: TestScenario | undefined;
+  let db: PostgresClient | undefined;
+  let dropDatabase: (() => Promise<void>) | undefined;
+  const processes: AppProcess[] = [];
+  const notYet = (what: string): never => {
+    throw new Error(`the ${what} of ${prefix} is not set up (its beforeAll failed or has not run)`);
+  };
+  const ctx: ActorsScenario = {
+    get scenario() {
+      return scenario ?? notYet("scenario");
+    },
+    get db() {
+      return db ?? notYet("database");
+    },
+    processes,
+    producer: null,
+    stream: null,
+    node: null,
+    startProcess(name, env = {}) {
+      const p = new AppProcess(name, actorsEnv(ctx.scenario, env)).start();
+      processes.push(p);
+      return p;
+    },
+  };
+
+  beforeAll(async () => {
+    const database = await freshDatabase();
+    dropDatabase = database.drop;
+    db = openDatabase(database.url);
+    scenario = newScenario(prefix, partitions, database.url);
+    await createTopic(scenario.topic, partitions);
+    await options.setup?.(ctx);
+  }, options.setupTimeoutMs ?? 30000);
+
+  afterAll(async () => {
+    await ctx.stream?.stop();
+    await ctx.producer?.disconnect();
+    await options.beforeKill?.(ctx);
+    await Promise.all(processes.map(p => p.kill("SIGKILL")));
+    await ctx.node?.broker.stop();
+    await db?.close();
+    if (scenario) {
+      await deleteTopic(scenario.topic);
+      await deleteSnapshots(scenario);
+    }
+    await dropDatabase?.();
+  }, options.teardownTimeoutMs ?? 60000);
+
+  return ctx;
+}
+
+/** Rows in the `ticks` table. */
+export async function countTickRows(db: PostgresClient): Promise<number> {
+  const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
+  return rows[0].n;
+}
+
 /** The environment of an actors node for a scenario, on the real servers. */
 export function actorsEnv(s: TestScenario, extra: Record<string, string> = {}): Record<string, string> {
   return {
@@ -390,21 +501,8 @@ export function openDatabase(url: string): PostgresClient {
   return new PostgresClient(url, 2);
 }
 
-export interface TickRowRead {
-  symbol: string;
-  seq: number;
-  ts: number;
-  open: number;
-  close: number;
-  high: number;
-  low: number;
-  volume: number;
-  sma: number | null;
-  ema: number | null;
-  rsi: number | null;
-  partition: number;
-  offset: number;
-}
+/** A row of the `ticks` table: the actor's `TickResult`, its event time as `ts`, and its partition. */
+export type TickRowRead = Omit<TickResult, "timestamp"> & { ts: number; partition: number };
 
 export async function readTicks(db: PostgresClient): Promise<TickRowRead[]> {
   const { rows } = await db.query<TickRowRead>(

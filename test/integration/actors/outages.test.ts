@@ -1,5 +1,5 @@
 import { TcpProxy } from "../../support/tcp-proxy";
-import { createTopic, deleteTopic, freshDatabase, STACK, uniqueName, withAdmin } from "../../support/stack";
+import { createTopic, deleteTopic, freshDatabase, STACK, withAdmin } from "../../support/stack";
 import {
   actorsEnv,
   committedOffsets,
@@ -7,6 +7,7 @@ import {
   endOffsets,
   expectedTickRows,
   generateMessages,
+  newScenario,
   openDatabase,
   place,
   produceAll,
@@ -54,12 +55,7 @@ async function setUp(through: "postgres" | "redis"): Promise<Outage> {
   cleanups.push(() => proxy.stop());
   const proxied = new URL(target);
   proxied.port = String(port);
-  const scenario: TestScenario = {
-    topic: uniqueName(`actors_${through}_outage`),
-    groupId: uniqueName(`actors_${through}_outage_group`),
-    partitions: PARTITIONS,
-    databaseUrl: database.url,
-  };
+  const scenario = newScenario(`actors_${through}_outage`, PARTITIONS, database.url);
   await createTopic(scenario.topic, PARTITIONS);
   cleanups.push(
     () => deleteTopic(scenario.topic),

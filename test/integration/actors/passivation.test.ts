@@ -1,12 +1,10 @@
 import type { ActorView } from "../../../domain/symbol-actor";
 import type { StockNode } from "../../../lib/node";
-import { createTopic, deleteTopic, freshDatabase, uniqueName, waitFor } from "../../support/stack";
+import { waitFor } from "../../support/stack";
 import {
   actorsEnv,
-  deleteSnapshots,
   expectedTickRows,
   generateMessages,
-  openDatabase,
   place,
   produceAll,
   readSnapshots,
@@ -15,6 +13,7 @@ import {
   settingsOf,
   startActorsNode,
   SYMBOLS,
+  useActorsScenario,
   waitUntilCommitted,
   type TestScenario,
 } from "./harness";
@@ -26,46 +25,25 @@ import {
 
 const PARTITIONS = 3;
 
-let scenario: TestScenario;
-let dropDatabase: () => Promise<void>;
-let db: ReturnType<typeof openDatabase>;
-let node: StockNode | null = null;
+const ctx = useActorsScenario("actors_idle", PARTITIONS, {
+  setup: async s => {
+    s.node = await startNode(s.scenario);
+  },
+  teardownTimeoutMs: 30000,
+});
 
-beforeAll(async () => {
-  const database = await freshDatabase();
-  dropDatabase = database.drop;
-  db = openDatabase(database.url);
-  scenario = {
-    topic: uniqueName("actors_idle"),
-    groupId: uniqueName("actors_idle_group"),
-    partitions: PARTITIONS,
-    databaseUrl: database.url,
-  };
-  await createTopic(scenario.topic, PARTITIONS);
-  node = await startNode();
-}, 30000);
-
-afterAll(async () => {
-  await node?.broker.stop();
-  await db?.close();
-  if (scenario) {
-    await deleteTopic(scenario.topic);
-    await deleteSnapshots(scenario);
-  }
-  await dropDatabase?.();
-}, 30000);
-
-function startNode(): Promise<StockNode> {
+function startNode(scenario: TestScenario): Promise<StockNode> {
   return startActorsNode(actorsEnv(scenario, { ACTOR_IDLE_MS: "1000" }));
 }
 
 async function liveActors(): Promise<number> {
-  const reply = await node!.broker.call<{ actors: number }>("actors.partitions");
+  const reply = await ctx.node!.broker.call<{ actors: number }>("actors.partitions");
   return reply.actors;
 }
 
 describe("passivation of idle actors", () => {
   it("drops idle actors from memory and restores them from their snapshots on their next tick", async () => {
+    const { scenario, db, node } = ctx;
     const messages = generateMessages({ seed: 71, symbols: SYMBOLS, ticks: 3000, side: 100 });
     const placed = place(messages, PARTITIONS);
     const [first, second] = [messages.slice(0, 1500), messages.slice(1500)];

@@ -1,17 +1,13 @@
 import { aggregateBuckets, bucketTicks, minuteOf, type BucketTick } from "../../../domain/aggregates";
 import type { StockMessage } from "../../../domain/messages";
 import type { ActorView } from "../../../domain/symbol-actor";
-import type { StockNode } from "../../../lib/node";
 import { closeRelative, firstMismatch, seededRandom } from "../../unit/domain/fixtures";
 import { referenceEma, referenceRsi, referenceSignals, referenceSma } from "../../unit/domain/reference";
-import { createTopic, deleteTopic, freshDatabase, uniqueName } from "../../support/stack";
 import {
   actorsEnv,
   countTicks,
-  deleteSnapshots,
   expectedRow,
   generateMessages,
-  openDatabase,
   place,
   produceAll,
   readSnapshots,
@@ -23,10 +19,10 @@ import {
   sortedByKey,
   startActorsNode,
   SYMBOLS,
+  useActorsScenario,
   waitUntilCommitted,
   type Expected,
   type Placed,
-  type TestScenario,
   type TickRowRead,
 } from "./harness";
 
@@ -40,53 +36,32 @@ const PARTITIONS = 4;
 const ENV = { ...SMALL_PERIODS };
 const settings = settingsOf(ENV);
 
-let scenario: TestScenario;
-let dropDatabase: () => Promise<void>;
-let node: StockNode | null = null;
-let db: ReturnType<typeof openDatabase>;
 let placed: Placed[];
 let expected: Expected;
 let rows: TickRowRead[];
 
-beforeAll(async () => {
-  const database = await freshDatabase();
-  dropDatabase = database.drop;
-  scenario = {
-    topic: uniqueName("actors_pipeline"),
-    groupId: uniqueName("actors_pipeline_group"),
-    partitions: PARTITIONS,
-    databaseUrl: database.url,
-  };
-  await createTopic(scenario.topic, PARTITIONS);
-  const messages = generateMessages({
-    seed: 7,
-    symbols: SYMBOLS.slice(0, 6),
-    ticks: 3000,
-    side: 240,
-    economic: 60,
-  });
-  placed = place(messages, PARTITIONS);
-  expected = replay(placed, settings);
-  db = openDatabase(database.url);
+const ctx = useActorsScenario("actors_pipeline", PARTITIONS, {
+  setup: async s => {
+    const messages = generateMessages({
+      seed: 7,
+      symbols: SYMBOLS.slice(0, 6),
+      ticks: 3000,
+      side: 240,
+      economic: 60,
+    });
+    placed = place(messages, PARTITIONS);
+    expected = replay(placed, settings);
 
-  node = await startActorsNode(actorsEnv(scenario, ENV));
-  const waves = [0, 1100, 2300, messages.length];
-  for (let w = 0; w + 1 < waves.length; w++) {
-    await produceAll(scenario.topic, messages.slice(waves[w], waves[w + 1]));
-    await waitUntilCommitted(scenario.topic, scenario.groupId);
-  }
-  rows = await readTicks(db);
-}, 120000);
-
-afterAll(async () => {
-  await node?.broker.stop();
-  await db?.close();
-  if (scenario) {
-    await deleteTopic(scenario.topic);
-    await deleteSnapshots(scenario);
-  }
-  await dropDatabase?.();
-}, 60000);
+    s.node = await startActorsNode(actorsEnv(s.scenario, ENV));
+    const waves = [0, 1100, 2300, messages.length];
+    for (let w = 0; w + 1 < waves.length; w++) {
+      await produceAll(s.scenario.topic, messages.slice(waves[w], waves[w + 1]));
+      await waitUntilCommitted(s.scenario.topic, s.scenario.groupId);
+    }
+    rows = await readTicks(s.db);
+  },
+  setupTimeoutMs: 120000,
+});
 
 function rowsOf(symbol: string): TickRowRead[] {
   return rows.filter(r => r.symbol === symbol);
@@ -105,7 +80,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
   it("stores exactly one row per price tick, numbered 1..n per symbol", async () => {
     const messages: StockMessage[] = placed.map(p => p.message);
     expect(rows).toHaveLength(countTicks(messages));
-    const summary = await seqSummary(db);
+    const summary = await seqSummary(ctx.db);
     expect(summary.size).toBe(expected.ticks.size);
     for (const [symbol, ticks] of expected.ticks) {
       expect(summary.get(symbol)).toEqual({
@@ -144,9 +119,12 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
   }, 30000);
 
   it("shows the indicators in the long stock_analysis view, one row per defined value", async () => {
-    const { rows: view } = await db.query<{ symbol: string; seq: number; indicator: string; value: number }>(
-      "SELECT symbol, seq, indicator, value FROM stock_analysis",
-    );
+    const { rows: view } = await ctx.db.query<{
+      symbol: string;
+      seq: number;
+      indicator: string;
+      value: number;
+    }>("SELECT symbol, seq, indicator, value FROM stock_analysis");
     const want: { symbol: string; seq: number; indicator: string; value: number }[] = [];
     for (const r of rows) {
       if (r.sma !== null)
@@ -162,7 +140,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
   }, 30000);
 
   it("records a signal exactly on the ticks where RSI crosses into a zone", async () => {
-    const { rows: stored } = await db.query<{
+    const { rows: stored } = await ctx.db.query<{
       symbol: string;
       seq: number;
       side: string;
@@ -199,7 +177,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
   }, 30000);
 
   it("keeps aggregated_metrics equal to each actor's running aggregates", async () => {
-    const { rows: stored } = await db.query<Record<string, number | string>>(
+    const { rows: stored } = await ctx.db.query<Record<string, number | string>>(
       `SELECT symbol, total_volume, average_volume, average_opening_price, average_closing_price, lowest_price,
               highest_price, tick_count, extract(epoch FROM first_timestamp)::float8 AS first_timestamp,
               extract(epoch FROM last_timestamp)::float8 AS last_timestamp, last_seq
@@ -226,15 +204,15 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
 
   it("stores every side-data message under its per-symbol side sequence", async () => {
     const [orders, sentiment, market] = await Promise.all([
-      db.query(
+      ctx.db.query(
         `SELECT symbol, side_seq, order_type, price, quantity, extract(epoch FROM "timestamp")::float8 AS ts
          FROM order_book ORDER BY symbol COLLATE "C", side_seq`,
       ),
-      db.query(
+      ctx.db.query(
         `SELECT symbol, side_seq, sentiment_score, sentiment_magnitude, extract(epoch FROM "timestamp")::float8 AS ts
          FROM news_sentiment ORDER BY symbol COLLATE "C", side_seq`,
       ),
-      db.query(
+      ctx.db.query(
         `SELECT symbol, side_seq, market_cap, pe_ratio, extract(epoch FROM "timestamp")::float8 AS ts
          FROM market_data ORDER BY symbol COLLATE "C", side_seq`,
       ),
@@ -266,20 +244,20 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
   }, 30000);
 
   it("stores every market-wide indicator once, under its log position", async () => {
-    const { rows: stored } = await db.query(
+    const { rows: stored } = await ctx.db.query(
       `SELECT indicator_name AS name, value, extract(epoch FROM "timestamp")::float8 AS timestamp,
               kafka_partition AS partition, kafka_offset AS "offset"
        FROM economic_indicators ORDER BY kafka_partition, kafka_offset`,
     );
     expect(expected.economic.length).toBeGreaterThan(0);
     expect(stored).toEqual(sortedByKey(expected.economic, e => e.partition * 1e9 + e.offset));
-    const { rows: dead } = await db.query("SELECT * FROM dead_letters");
+    const { rows: dead } = await ctx.db.query("SELECT * FROM dead_letters");
     expect(dead).toEqual([]);
   }, 30000);
 
   it("serves each symbol's live state through actors.state, equal to the uninterrupted actor", async () => {
     for (const [symbol, actor] of expected.actors) {
-      const reply = await node!.broker.call<{ partition: number; state: ActorView }, { symbol: string }>(
+      const reply = await ctx.node!.broker.call<{ partition: number; state: ActorView }, { symbol: string }>(
         "actors.state",
         { symbol },
       );
@@ -289,7 +267,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
   }, 30000);
 
   it("leaves a Redis snapshot per symbol equal to the uninterrupted actor's", async () => {
-    const snapshots = await readSnapshots(scenario);
+    const snapshots = await readSnapshots(ctx.scenario);
     expect([...snapshots.keys()].sort()).toEqual([...expected.actors.keys()].sort());
     for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
   }, 30000);
@@ -303,7 +281,7 @@ describe("range aggregates from minute buckets", () => {
   }
 
   async function fromBuckets(r: Range) {
-    const { rows: out } = await db.query<{
+    const { rows: out } = await ctx.db.query<{
       tick_count: number | null;
       total_volume: number | null;
       average_volume: number | null;
@@ -373,7 +351,7 @@ describe("range aggregates from minute buckets", () => {
   }
 
   it("holds the buckets that bucketing all stored ticks at once gives", async () => {
-    const { rows: stored } = await db.query(
+    const { rows: stored } = await ctx.db.query(
       `SELECT symbol, extract(epoch FROM minute)::float8 AS minute, open, open_seq AS "openSeq", close,
               close_seq AS "closeSeq", low, high, volume, tick_count AS "tickCount", sum_open AS "sumOpen",
               sum_close AS "sumClose"

@@ -1,13 +1,10 @@
-import type { Producer } from "kafkajs";
-import { AppProcess } from "../../support/processes";
-import { createTopic, deleteTopic, freshDatabase, uniqueName, waitFor } from "../../support/stack";
+import type { AppProcess } from "../../support/processes";
+import { waitFor } from "../../support/stack";
 import {
-  actorsEnv,
   connectProducer,
-  deleteSnapshots,
+  countTickRows,
   expectedTickRows,
   generateMessages,
-  openDatabase,
   PacedStream,
   place,
   readSnapshots,
@@ -16,8 +13,8 @@ import {
   sendInOrder,
   settingsOf,
   SYMBOLS,
+  useActorsScenario,
   waitUntilCommitted,
-  type TestScenario,
 } from "./harness";
 
 /**
@@ -28,60 +25,28 @@ import {
 
 const PARTITIONS = 4;
 
-let scenario: TestScenario;
-let dropDatabase: () => Promise<void>;
-let db: ReturnType<typeof openDatabase>;
-let producer: Producer | null = null;
-let stream: PacedStream | null = null;
-const processes: AppProcess[] = [];
+const ctx = useActorsScenario("actors_rebalance", PARTITIONS);
 
-beforeAll(async () => {
-  const database = await freshDatabase();
-  dropDatabase = database.drop;
-  db = openDatabase(database.url);
-  scenario = {
-    topic: uniqueName("actors_rebalance"),
-    groupId: uniqueName("actors_rebalance_group"),
-    partitions: PARTITIONS,
-    databaseUrl: database.url,
-  };
-  await createTopic(scenario.topic, PARTITIONS);
-}, 30000);
-
-afterAll(async () => {
-  await stream?.stop();
-  await producer?.disconnect();
-  await Promise.all(processes.map(p => p.kill("SIGKILL")));
-  await db?.close();
-  if (scenario) {
-    await deleteTopic(scenario.topic);
-    await deleteSnapshots(scenario);
-  }
-  await dropDatabase?.();
-}, 60000);
-
-async function tickCount(): Promise<number> {
-  const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
-  return rows[0].n;
-}
+const tickCount = () => countTickRows(ctx.db);
 
 function startProcess(name: string): AppProcess {
-  const p = new AppProcess(name, actorsEnv(scenario, { KAFKA_CLIENT_ID: name, LOG_LEVEL: "info" })).start();
-  processes.push(p);
-  return p;
+  return ctx.startProcess(name, { KAFKA_CLIENT_ID: name, LOG_LEVEL: "info" });
 }
 
 describe("actors processes joining a busy group", () => {
   it("hands partitions over mid-batch without losing or repeating a tick", async () => {
+    const { scenario, db } = ctx;
     const messages = generateMessages({ seed: 53, symbols: SYMBOLS, ticks: 63000 });
     const placed = place(messages, PARTITIONS);
     const backlog = 60000;
-    producer = await connectProducer();
+    const producer = await connectProducer();
+    ctx.producer = producer;
     await sendInOrder(producer, scenario.topic, messages.slice(0, backlog));
 
     const first = startProcess("actors-first");
     await first.waitForLine(/assigned partitions \[0, 1, 2, 3\]/);
-    stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 500);
+    const stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 500);
+    ctx.stream = stream;
     await waitFor("the first process to work", async () => (await tickCount()) > 1000, 30000, 20);
 
     const second = startProcess("actors-second");

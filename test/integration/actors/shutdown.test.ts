@@ -1,23 +1,12 @@
-import type { Consumer, Producer } from "kafkajs";
-import type { StockNode } from "../../../lib/node";
-import { AppProcess } from "../../support/processes";
-import {
-  createTopic,
-  deleteTopic,
-  freshDatabase,
-  kafkaClient,
-  uniqueName,
-  waitFor,
-  withAdmin,
-} from "../../support/stack";
+import type { Consumer } from "kafkajs";
+import { kafkaClient, waitFor, withAdmin } from "../../support/stack";
 import {
   actorsEnv,
   committedOffsets,
   connectProducer,
-  deleteSnapshots,
+  countTickRows,
   expectedTickRows,
   generateMessages,
-  openDatabase,
   PacedStream,
   place,
   readSnapshots,
@@ -28,8 +17,8 @@ import {
   settingsOf,
   startActorsNode,
   SYMBOLS,
+  useActorsScenario,
   waitUntilCommitted,
-  type TestScenario,
 } from "./harness";
 
 /**
@@ -42,49 +31,19 @@ const PARTITIONS = 4;
 const SESSION_TIMEOUT_MS = 30000;
 const GRACE_MS = 8000;
 
-let scenario: TestScenario;
-let dropDatabase: () => Promise<void>;
-let db: ReturnType<typeof openDatabase>;
-let app: AppProcess | null = null;
 let observer: Consumer | null = null;
-let producer: Producer | null = null;
-let stream: PacedStream | null = null;
-let finisher: StockNode | null = null;
 
-beforeAll(async () => {
-  const database = await freshDatabase();
-  dropDatabase = database.drop;
-  db = openDatabase(database.url);
-  scenario = {
-    topic: uniqueName("actors_sigterm"),
-    groupId: uniqueName("actors_sigterm_group"),
-    partitions: PARTITIONS,
-    databaseUrl: database.url,
-  };
-  await createTopic(scenario.topic, PARTITIONS);
-}, 30000);
+const ctx = useActorsScenario("actors_sigterm", PARTITIONS, {
+  beforeKill: async () => {
+    await observer?.disconnect();
+  },
+});
 
-afterAll(async () => {
-  await stream?.stop();
-  await producer?.disconnect();
-  await observer?.disconnect();
-  await app?.kill("SIGKILL");
-  await finisher?.broker.stop();
-  await db?.close();
-  if (scenario) {
-    await deleteTopic(scenario.topic);
-    await deleteSnapshots(scenario);
-  }
-  await dropDatabase?.();
-}, 60000);
-
-async function tickCount(): Promise<number> {
-  const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
-  return rows[0].n;
-}
+const tickCount = () => countTickRows(ctx.db);
 
 /** A group member that takes its share of partitions and pauses them: it reads and commits nothing. */
 async function joinIdleMember(assignments: number[][]): Promise<Consumer> {
+  const { scenario } = ctx;
   const consumer = kafkaClient("idle-member").consumer({
     groupId: scenario.groupId,
     sessionTimeout: SESSION_TIMEOUT_MS,
@@ -107,28 +66,28 @@ async function joinIdleMember(assignments: number[][]): Promise<Consumer> {
 
 describe("graceful shutdown of an actors process", () => {
   it("on SIGTERM finishes and commits its batches, leaves the group at once and exits 0", async () => {
+    const { scenario, db } = ctx;
     const messages = generateMessages({ seed: 23, symbols: SYMBOLS, ticks: 64000 });
     const placed = place(messages, PARTITIONS);
     const backlog = 60000;
 
     // A backlog keeps the process busy, so the signal lands in the middle of its batches. The
     // idle member joins first; the process then takes its share of the partitions from it.
-    producer = await connectProducer();
+    const producer = await connectProducer();
+    ctx.producer = producer;
     await sendInOrder(producer, scenario.topic, messages.slice(0, backlog));
     const assignments: number[][] = [];
     observer = await joinIdleMember(assignments);
     await waitFor("the idle member to hold every partition", () => assignments.at(-1)?.length === PARTITIONS);
-    app = new AppProcess(
-      "actors-a",
-      actorsEnv(scenario, {
-        KAFKA_CLIENT_ID: "actors-a",
-        KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
-        SHUTDOWN_GRACE_MS: String(GRACE_MS),
-        LOG_LEVEL: "info",
-      }),
-    ).start();
+    const app = ctx.startProcess("actors-a", {
+      KAFKA_CLIENT_ID: "actors-a",
+      KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
+      SHUTDOWN_GRACE_MS: String(GRACE_MS),
+      LOG_LEVEL: "info",
+    });
     await app.waitForLine(/assigned partitions \[\d/);
-    stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 400);
+    const stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 400);
+    ctx.stream = stream;
     await waitFor("the first rows", async () => (await tickCount()) > 1000, 30000);
     expect(await tickCount()).toBeLessThan(backlog / 2);
 
@@ -165,7 +124,7 @@ describe("graceful shutdown of an actors process", () => {
     await observer.disconnect();
     observer = null;
     await stream.done;
-    finisher = await startActorsNode(actorsEnv(scenario));
+    ctx.node = await startActorsNode(actorsEnv(scenario));
     await waitUntilCommitted(scenario.topic, scenario.groupId, 90000);
 
     const expected = replay(placed, settingsOf({}));

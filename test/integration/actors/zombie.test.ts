@@ -1,13 +1,10 @@
-import type { Producer } from "kafkajs";
-import { AppProcess } from "../../support/processes";
-import { createTopic, deleteTopic, freshDatabase, uniqueName, waitFor } from "../../support/stack";
+import type { AppProcess } from "../../support/processes";
+import { waitFor } from "../../support/stack";
 import {
-  actorsEnv,
   connectProducer,
-  deleteSnapshots,
+  countTickRows,
   expectedTickRows,
   generateMessages,
-  openDatabase,
   PacedStream,
   place,
   readSnapshots,
@@ -16,8 +13,8 @@ import {
   sendInOrder,
   settingsOf,
   SYMBOLS,
+  useActorsScenario,
   waitUntilCommitted,
-  type TestScenario,
 } from "./harness";
 
 /**
@@ -31,61 +28,31 @@ import {
 const PARTITIONS = 4;
 const SESSION_TIMEOUT_MS = 6000;
 
-let scenario: TestScenario;
-let dropDatabase: () => Promise<void>;
-let db: ReturnType<typeof openDatabase>;
-let producer: Producer | null = null;
-let stream: PacedStream | null = null;
-const processes: AppProcess[] = [];
+const ctx = useActorsScenario("actors_zombie", PARTITIONS, {
+  // A failed test may leave the zombie frozen (SIGSTOP): continue it before it is killed.
+  beforeKill: ({ processes }) => {
+    for (const p of processes) if (p.pid && p.running) process.kill(p.pid, "SIGCONT");
+  },
+});
 
-beforeAll(async () => {
-  const database = await freshDatabase();
-  dropDatabase = database.drop;
-  db = openDatabase(database.url);
-  scenario = {
-    topic: uniqueName("actors_zombie"),
-    groupId: uniqueName("actors_zombie_group"),
-    partitions: PARTITIONS,
-    databaseUrl: database.url,
-  };
-  await createTopic(scenario.topic, PARTITIONS);
-}, 30000);
-
-afterAll(async () => {
-  await stream?.stop();
-  await producer?.disconnect();
-  for (const p of processes) if (p.pid && p.running) process.kill(p.pid, "SIGCONT");
-  await Promise.all(processes.map(p => p.kill("SIGKILL")));
-  await db?.close();
-  if (scenario) {
-    await deleteTopic(scenario.topic);
-    await deleteSnapshots(scenario);
-  }
-  await dropDatabase?.();
-}, 60000);
-
-async function tickCount(): Promise<number> {
-  const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
-  return rows[0].n;
-}
+const tickCount = () => countTickRows(ctx.db);
 
 function startProcess(name: string): AppProcess {
-  const env = actorsEnv(scenario, {
+  return ctx.startProcess(name, {
     KAFKA_CLIENT_ID: name,
     KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
     LOG_LEVEL: "info",
   });
-  const p = new AppProcess(name, env).start();
-  processes.push(p);
-  return p;
 }
 
 describe("a frozen actors process that wakes up after losing its partitions", () => {
   it("keeps out of the new owner's way and rejoins without a lost or repeated tick", async () => {
+    const { scenario, db } = ctx;
     const messages = generateMessages({ seed: 61, symbols: SYMBOLS, ticks: 63000 });
     const placed = place(messages, PARTITIONS);
     const backlog = 60000;
-    producer = await connectProducer();
+    const producer = await connectProducer();
+    ctx.producer = producer;
     await sendInOrder(producer, scenario.topic, messages.slice(0, backlog));
 
     const zombie = startProcess("actors-zombie");
@@ -97,7 +64,8 @@ describe("a frozen actors process that wakes up after losing its partitions", ()
     const owner = startProcess("actors-owner");
     // The group waits for the frozen member's session to expire, then gives everything to the owner.
     await owner.waitForLine(/assigned partitions \[0, 1, 2, 3\]/, 40000);
-    stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 500);
+    const stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 500);
+    ctx.stream = stream;
     await waitFor("the owner to work", async () => (await tickCount()) > atFreeze + 5000, 30000, 50);
 
     // Woken up with batches in flight, it finds out that it lost its partitions, from Redis

@@ -1,9 +1,16 @@
 import http from "node:http";
-import { Kafka, logLevel } from "kafkajs";
 import type { StockMessage } from "../../../domain/messages";
 import { createNode, type StockNode } from "../../../lib/node";
 import { freePort } from "../../support/ports";
-import { deleteTopic, STACK, testConfig, uniqueName } from "../../support/stack";
+import {
+  deleteTopic,
+  readTopic,
+  STACK,
+  testConfig,
+  topicSize,
+  uniqueName,
+  type ConsumedRecord,
+} from "../../support/stack";
 
 /** A gateway+ingest node in this process, listening on loopback, producing to its own topic. */
 export interface IngestNode {
@@ -158,72 +165,9 @@ export function expectedKey(message: StockMessage | Record<string, unknown>): st
   return typeof m.stock_symbol === "string" ? m.stock_symbol : String(m.indicator_name);
 }
 
-export interface StoredRecord {
-  partition: number;
-  offset: number;
-  key: string | null;
-  value: string;
-}
-
 /** Every message of a topic on `brokers`, read from the beginning until the high watermarks. */
-export async function readAll(brokers: string, topic: string, timeoutMs = 30000): Promise<StoredRecord[]> {
-  const kafka = new Kafka({
-    clientId: "ingest-test-reader",
-    brokers: brokers.split(","),
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  let ends: Map<number, number>;
-  try {
-    ends = new Map((await admin.fetchTopicOffsets(topic)).map(p => [p.partition, Number(p.high)]));
-  } finally {
-    await admin.disconnect();
-  }
-  const total = [...ends.values()].reduce((a, b) => a + b, 0);
-  const records: StoredRecord[] = [];
-  if (total === 0) return records;
-  const consumer = kafka.consumer({ groupId: uniqueName("ingest-reader"), maxWaitTimeInMs: 100 });
-  await consumer.connect();
-  try {
-    await consumer.subscribe({ topic, fromBeginning: true });
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`read ${records.length} of ${total} messages of ${topic} in ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-      void consumer.run({
-        eachMessage: async ({ partition, message }) => {
-          records.push({
-            partition,
-            offset: Number(message.offset),
-            key: message.key?.toString() ?? null,
-            value: message.value?.toString() ?? "",
-          });
-          if (records.length >= total) {
-            clearTimeout(timer);
-            resolve();
-          }
-        },
-      });
-    });
-  } finally {
-    await consumer.disconnect();
-  }
-  return records;
-}
-
-/** Offset sum over partitions: how many messages a topic on `brokers` holds. */
-export async function sizeOf(brokers: string, topic: string): Promise<number> {
-  const admin = new Kafka({
-    clientId: "ingest-test-admin",
-    brokers: brokers.split(","),
-    logLevel: logLevel.NOTHING,
-  }).admin();
-  await admin.connect();
-  try {
-    return (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high), 0);
-  } finally {
-    await admin.disconnect();
-  }
+export async function readAll(brokers: string, topic: string, timeoutMs = 30000): Promise<ConsumedRecord[]> {
+  const total = await topicSize(topic, brokers);
+  if (total === 0) return [];
+  return readTopic(topic, total, timeoutMs, brokers);
 }

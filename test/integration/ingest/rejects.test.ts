@@ -504,6 +504,54 @@ describe("POST /ingest with INGEST_RATE_LIMIT set", () => {
   });
 });
 
+describe("the rate limit and X-Forwarded-For", () => {
+  const LIMIT = 5;
+  let ingest: IngestNode;
+
+  beforeAll(async () => {
+    ingest = await startIngestNode("ingest_xff", { INGEST_RATE_LIMIT: String(LIMIT) });
+  });
+
+  afterAll(async () => {
+    await ingest?.stop();
+  });
+
+  it("does not let a client escape the limit by writing its own X-Forwarded-For", async () => {
+    const started = performance.now();
+    const replies = await Promise.all(
+      Array.from({ length: 6 * LIMIT }, (_, i) =>
+        postJson(ingest.url, tick({ volume: 100 + i }), { headers: { "X-Forwarded-For": `10.0.0.${i}` } }),
+      ),
+    );
+    const elapsedMs = performance.now() - started;
+    const accepted = replies.filter(r => r.status === 200).length;
+    expect(replies.filter(r => r.status === 429).length).toBeGreaterThan(0);
+    expect(accepted).toBeLessThanOrEqual((Math.ceil(elapsedMs / 1000) + 1) * LIMIT);
+  });
+});
+
+describe("GET /ingest", () => {
+  let ingest: IngestNode;
+
+  beforeAll(async () => {
+    ingest = await startIngestNode("ingest_get");
+  });
+
+  afterAll(async () => {
+    await ingest?.stop();
+  });
+
+  it("answers 405 with a JSON body that says to POST", async () => {
+    const res = await fetch(ingest.url);
+    expect(res.status).toBe(405);
+    expect(res.headers.get("allow")).toBe("POST");
+    expect(await res.json()).toEqual({
+      error: "send messages with POST /ingest",
+      type: "METHOD_NOT_ALLOWED",
+    });
+  });
+});
+
 /** Posts a valid tick every 200 ms until the answer has `status` (a rate-limit window has passed). */
 async function waitForStatus(url: string, status: number, timeoutMs = 10000): Promise<Reply> {
   const deadline = Date.now() + timeoutMs;

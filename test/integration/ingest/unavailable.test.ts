@@ -1,11 +1,10 @@
 import { PrivateKafka } from "../../support/private-kafka";
 import { freePort } from "../../support/ports";
 import { AppProcess } from "../../support/processes";
-import { uniqueName, waitFor } from "../../support/stack";
+import { topicSize, uniqueName, waitFor } from "../../support/stack";
 import {
   postJson,
   readAll,
-  sizeOf,
   startIngestNode,
   tick,
   type ErrorBody,
@@ -101,7 +100,7 @@ describe("POST /ingest while Kafka is down (private broker)", () => {
     expect(missing).toEqual([]);
     expect(acknowledged.size).toBeGreaterThanOrEqual(5 + 2 * 11);
     // A 503 may still land (the produce call was in flight): at least once, never lost. Nothing else does.
-    expect(await sizeOf(kafka.brokers, ingest!.topic)).toBeLessThanOrEqual(nextVolume - 1);
+    expect(await topicSize(ingest!.topic, kafka.brokers)).toBeLessThanOrEqual(nextVolume - 1);
   }, 90000);
 
   it("lets a node process stop on SIGTERM within the ack timeout while the broker is down", async () => {
