@@ -1,0 +1,131 @@
+import http from "node:http";
+import { WebSocket } from "ws";
+import type { Signal, TickResult } from "../../../domain/symbol-actor";
+import { createNode, type StockNode } from "../../../lib/node";
+import { freePort } from "../../support/ports";
+import { deleteTopic, freshDatabase, STACK, testConfig, uniqueName, waitFor } from "../../support/stack";
+import { getJson, makeTicks, postJson } from "./cluster-harness";
+
+interface LiveMessage {
+  type: string;
+  ticks?: TickResult[];
+  signal?: Signal;
+  message?: string;
+}
+
+/**
+ * The live outputs of one production-like node (real Kafka, Postgres and Redis): WebSocket
+ * clients get coalesced ticks and every signal, and the notifier's webhook gets each signal
+ * once, the same ones the signals table holds.
+ */
+describe("live updates: WebSocket and the notifier's webhook", () => {
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  let node: StockNode;
+  let base = "";
+  let topic = "";
+  const hooks: { notifications: { signal: Signal; message: string }[] }[] = [];
+  const webhook = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", c => (body += c));
+    req.on("end", () => {
+      hooks.push(JSON.parse(body));
+      res.writeHead(204).end();
+    });
+  });
+  const ticks = makeTicks(400, 2, "live");
+  const [first, second] = [...new Set(ticks.map(t => t.stock_symbol))].sort();
+
+  beforeAll(async () => {
+    db = await freshDatabase();
+    const hookPort = await freePort();
+    await new Promise<void>(resolve => webhook.listen(hookPort, "127.0.0.1", resolve));
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    topic = uniqueName("live");
+    node = createNode(
+      testConfig({
+        PORT: String(port),
+        KAFKA_BROKERS: STACK.kafkaBrokers,
+        KAFKA_TOPIC: topic,
+        KAFKA_GROUP_ID: uniqueName("live_group"),
+        KAFKA_PARTITIONS: "4",
+        DATABASE_URL: db.url,
+        REDIS_URL: STACK.redisUrl,
+        RSI_PERIOD: "3",
+        NOTIFIER_WEBHOOK_URL: `http://127.0.0.1:${hookPort}/hook`,
+      }),
+    );
+    await node.broker.start();
+  });
+
+  afterAll(async () => {
+    await node?.broker.stop();
+    webhook.close();
+    await deleteTopic(topic);
+    await db?.drop();
+  });
+
+  it("pushes ticks of the subscribed symbols and every signal, and posts each signal to the webhook once", async () => {
+    const all: LiveMessage[] = [];
+    const only: LiveMessage[] = [];
+    const connect = (path: string, into: LiveMessage[]) =>
+      new Promise<WebSocket>((resolve, reject) => {
+        const ws = new WebSocket(`${base.replace("http", "ws")}${path}`);
+        ws.on("message", data => into.push(JSON.parse(data.toString()) as LiveMessage));
+        ws.on("open", () => resolve(ws));
+        ws.on("error", reject);
+      });
+    const sockets = [await connect("/ws", all), await connect(`/ws?symbols=${first}`, only)];
+    try {
+      for (let i = 0; i < ticks.length; i += 50) {
+        expect((await postJson(`${base}/ingest`, ticks.slice(i, i + 50))).status).toBe(200);
+      }
+      const perSymbol = (symbol: string) => ticks.filter(t => t.stock_symbol === symbol).length;
+      const lastSeq = (messages: LiveMessage[], symbol: string) =>
+        Math.max(
+          0,
+          ...messages
+            .flatMap(m => m.ticks ?? [])
+            .filter(t => t.symbol === symbol)
+            .map(t => t.seq),
+        );
+      await waitFor(
+        "the last tick of both symbols on the WebSocket",
+        () => lastSeq(all, first) === perSymbol(first) && lastSeq(all, second) === perSymbol(second),
+      );
+      await waitFor(
+        `the last tick of ${first} on the filtered WebSocket`,
+        () => lastSeq(only, first) === perSymbol(first),
+      );
+
+      const stored = (await getJson<Signal[]>(`${base}/api/signals?limit=10000`)).body;
+      expect(stored.length).toBeGreaterThan(0);
+      const key = (s: { symbol: string; seq: number; side: string }) => `${s.symbol}#${s.seq}#${s.side}`;
+      const storedKeys = stored.map(key).sort();
+
+      await waitFor(
+        "every signal on the WebSocket",
+        () => all.filter(m => m.type === "signal").length >= stored.length,
+      );
+      expect(
+        all
+          .filter(m => m.type === "signal")
+          .map(m => key(m.signal!))
+          .sort(),
+      ).toEqual(storedKeys);
+      await waitFor(
+        "every signal at the webhook",
+        () => hooks.flatMap(h => h.notifications).length >= stored.length,
+      );
+      const posted = hooks.flatMap(h => h.notifications);
+      expect(posted.map(n => key(n.signal)).sort()).toEqual(storedKeys);
+      expect(posted.every(n => n.message.startsWith(n.signal.side.toUpperCase()))).toBe(true);
+
+      // The filtered client saw only its symbol.
+      expect(only.flatMap(m => m.ticks ?? []).every(t => t.symbol === first)).toBe(true);
+      expect(only.filter(m => m.type === "signal").every(m => m.signal!.symbol === first)).toBe(true);
+    } finally {
+      for (const ws of sockets) ws.close();
+    }
+  });
+});
