@@ -12,6 +12,9 @@ const INT8_OID = 20;
  */
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10000;
 
+/** Longer than any batch statement takes, even on a loaded machine. */
+const QUERY_TIMEOUT_MS = 60000;
+
 /**
  * SQLSTATE classes that mean "the server or the connection is not there right now":
  * 08 connection exception, 53 insufficient resources, 57P01..03 admin shutdown / crash / cannot
@@ -48,6 +51,11 @@ export class PostgresClient implements SqlClient {
       connectionTimeoutMillis: 5000,
       idleTimeoutMillis: 30000,
       idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_TIMEOUT_MS,
+      // A silently dead path (no RST, no FIN) would otherwise hold a partition loop until the
+      // kernel gives up on the socket, many minutes later. The error carries no SQLSTATE, so it
+      // counts as an outage and the batch is retried on a fresh connection.
+      query_timeout: QUERY_TIMEOUT_MS,
+      keepAlive: true,
       types: {
         getTypeParser: ((oid: number, format?: string) =>
           oid === INT8_OID
