@@ -2,7 +2,6 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { Kafka, logLevel } from "kafkajs";
@@ -10,6 +9,7 @@ import type { BrokerOptions } from "moleculer";
 import { loadConfig } from "../lib/config";
 import { createNode, type StockNode } from "../lib/node";
 import { createMessageSource } from "../generator/models";
+import { freePort } from "../test/support/ports";
 
 /**
  * The ingest path's throughput on this machine, two figures:
@@ -128,17 +128,6 @@ function cannon(load: Load, scratch: string): Promise<CannonResult> {
       } catch (e) {
         reject(new Error(`autocannon failed (${(e as Error).message}):\n${err}\n${out}`));
       }
-    });
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
     });
   });
 }

@@ -28,8 +28,7 @@ async function main(): Promise<void> {
     // Give discovery a moment so the first command already sees the other nodes.
     await broker.waitForServices(["actors"], 5000).catch(() => undefined);
   } else {
-    const feedLogger = broker.getLogger("demo-feed");
-    startDemoFeed(config, line => feedLogger.info(line));
+    startDemoFeed(config, broker);
   }
   broker.repl();
 }

@@ -60,8 +60,7 @@ async function main(): Promise<void> {
 
   await broker.start();
   for (const line of describe(config)) broker.logger.info(line);
-  const feedLogger = broker.getLogger("demo-feed");
-  demoFeed = startDemoFeed(config, line => feedLogger.info(line));
+  demoFeed = startDemoFeed(config, broker);
 }
 
 main().catch(err => {
