@@ -1,5 +1,6 @@
+import pg from "pg";
 import type { AppProcess } from "../../support/processes";
-import { waitFor } from "../../support/stack";
+import { waitFor, withAdmin } from "../../support/stack";
 import {
   connectProducer,
   countTickRows,
@@ -30,7 +31,33 @@ const ctx = useActorsScenario("actors_rebalance", PARTITIONS);
 const tickCount = () => countTickRows(ctx.db);
 
 function startProcess(name: string): AppProcess {
-  return ctx.startProcess(name, { KAFKA_CLIENT_ID: name, LOG_LEVEL: "info" });
+  // kafkajs heartbeats only between batches: while the test holds the first process's batch
+  // (below), a long session timeout keeps it in the group.
+  return ctx.startProcess(name, {
+    KAFKA_CLIENT_ID: name,
+    LOG_LEVEL: "info",
+    KAFKA_SESSION_TIMEOUT_MS: "45000",
+  });
+}
+
+async function groupState(groupId: string): Promise<string> {
+  const { groups } = await withAdmin(admin => admin.describeGroups([groupId]));
+  return groups[0]?.state ?? "Unknown";
+}
+
+/**
+ * Holds every write to `ticks` until released: the first process's batch waits inside its
+ * transaction, so its backlog cannot drain however fast the machine is (reads stay allowed).
+ */
+async function holdTickWrites(databaseUrl: string): Promise<() => Promise<void>> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  await client.query("BEGIN");
+  await client.query("LOCK TABLE ticks IN EXCLUSIVE MODE");
+  return async () => {
+    await client.query("COMMIT");
+    await client.end();
+  };
 }
 
 describe("actors processes joining a busy group", () => {
@@ -49,9 +76,26 @@ describe("actors processes joining a busy group", () => {
     ctx.stream = stream;
     await waitFor("the first process to work", async () => (await tickCount()) > 1000, 30000, 20);
 
-    const second = startProcess("actors-second");
+    // The second process must join while the first still has a backlog. The first drains 60k
+    // ticks in a few seconds on a fast machine, faster than a process starts on a loaded one,
+    // so the test makes the precondition hold: it holds the first's writes until the group is
+    // rebalancing, i.e. the second has asked to join.
+    const release = await holdTickWrites(scenario.databaseUrl);
+    let atJoin: number;
+    let second: AppProcess;
+    try {
+      atJoin = await tickCount();
+      second = startProcess("actors-second");
+      await waitFor(
+        "the group to rebalance for the second process",
+        async () => (await groupState(scenario.groupId)) !== "Stable",
+        40000,
+        50,
+      );
+    } finally {
+      await release();
+    }
     await second.waitForLine(/assigned partitions \[\d+(, \d+)*\]/, 40000);
-    const atJoin = await tickCount();
     await stream.done;
     await waitUntilCommitted(scenario.topic, scenario.groupId, 60000);
 
