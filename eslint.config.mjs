@@ -2,6 +2,21 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 import prettier from "eslint-config-prettier";
 
+const FOLDERS = [
+  "domain",
+  "lib",
+  "adapters",
+  "runtime",
+  "services",
+  "mixins",
+  "app",
+  "bin",
+  "generator",
+  "replay",
+  "bench",
+  "test",
+];
+
 export default tseslint.config(
   { ignores: ["node_modules/", "dist/", ".stack/", "data/", "coverage/", ".scratch/", "public/vendor/"] },
   js.configs.recommended,
@@ -39,26 +54,144 @@ export default tseslint.config(
       },
     },
   },
+  // The layers, from the ground up: domain -> lib -> adapters -> runtime -> services -> app -> bin
+  // (docs/architecture.md). Each folder may import only from the folders below it.
   {
-    // The pure core must stay free of I/O and framework imports (see ARCHITECTURE.md).
     files: ["domain/**/*.ts"],
     rules: {
       "no-restricted-imports": [
         "error",
         {
           patterns: [
-            "moleculer*",
-            "kafkajs",
-            "pg",
-            "ioredis",
-            "@electric-sql/*",
-            "node:fs",
-            "fs",
-            "node:net",
-            "ws",
+            ...ioLibraries("the pure core does no I/O"),
+            ...outerFolders("domain", "the pure core imports only itself"),
           ],
         },
       ],
     },
   },
+  {
+    files: ["lib/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: outerFolders("lib", "lib/ is the ground floor", ["domain"]) },
+      ],
+    },
+  },
+  {
+    files: ["adapters/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: outerFolders("adapters", "an adapter knows no engine or service", ["domain", "lib"]) },
+      ],
+    },
+  },
+  {
+    files: ["runtime/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: outerFolders("runtime", "the engine knows no service", ["domain", "lib", "adapters"]),
+        },
+      ],
+    },
+  },
+  {
+    files: ["services/**/*.ts", "mixins/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: [
+            ...outerFolders("services", "services are wired by the composition root", [
+              "domain",
+              "lib",
+              "adapters",
+              "runtime",
+              "mixins",
+              "services",
+            ]),
+            {
+              group: ["**/*.service", "**/*.service.ts", "./index", "../services"],
+              message:
+                "no service imports another service: talk through Moleculer actions and events, with payload types from services/contracts.ts",
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // Clients of the HTTP API: they share the message schemas, never the server's insides.
+    files: ["generator/**/*.ts", "replay/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        {
+          patterns: outerFolders("clients", "a client talks to the server over HTTP only", ["domain", "lib"]),
+        },
+      ],
+    },
+  },
+  {
+    files: ["bench/**/*.ts"],
+    rules: {
+      "no-restricted-imports": [
+        "error",
+        { patterns: [{ group: ["**/test", "**/test/**"], message: "benchmarks import no test code" }] },
+      ],
+    },
+  },
 );
+
+/** Libraries that do I/O or belong to the framework. */
+function ioLibraries(message) {
+  return [
+    {
+      group: [
+        "moleculer*",
+        "kafkajs",
+        "pg",
+        "ioredis",
+        "nats",
+        "ws",
+        "@electric-sql/*",
+        "fs",
+        "fs/*",
+        "node:fs",
+        "node:fs/*",
+        "net",
+        "node:net",
+        "http",
+        "https",
+        "http2",
+        "node:http",
+        "node:https",
+        "node:http2",
+        "dgram",
+        "node:dgram",
+        "dns",
+        "node:dns",
+        "child_process",
+        "node:child_process",
+        "worker_threads",
+        "node:worker_threads",
+      ],
+      message,
+    },
+  ];
+}
+
+/** Relative imports of every project folder except `allowed` (and the folder itself). */
+function outerFolders(self, message, allowed = []) {
+  const banned = FOLDERS.filter(f => f !== self && !allowed.includes(f));
+  return [
+    {
+      group: banned.flatMap(f => [`**/${f}`, `**/${f}/**`]),
+      message: `${message} (imports from ${banned.join(", ")} are not allowed here)`,
+    },
+  ];
+}

@@ -1,5 +1,6 @@
 import path from "node:path";
 import type { Config } from "../lib/config";
+import type { Logger } from "../lib/logger";
 import { EmbeddedLog } from "./log/embedded-log";
 import { KafkaLog } from "./log/kafka-log";
 import type { MessageLog } from "./log/types";
@@ -10,13 +11,6 @@ import { migrate } from "./sql/migrate";
 import { PgliteClient } from "./sql/pglite-client";
 import { PostgresClient } from "./sql/postgres-client";
 import type { SqlClient } from "./sql/types";
-
-export interface ResourceLogger {
-  info(...args: unknown[]): void;
-  warn(...args: unknown[]): void;
-  error(...args: unknown[]): void;
-  debug(...args: unknown[]): void;
-}
 
 /** DATA_DIR=memory keeps the embedded log and PGlite in memory only (tests, throwaway demos). */
 export const IN_MEMORY = "memory";
@@ -36,7 +30,7 @@ export class Resources {
 
   constructor(
     readonly config: Config,
-    private readonly logger: ResourceLogger,
+    private readonly logger: Logger,
   ) {}
 
   get embeddedDataDir(): string | null {
@@ -61,7 +55,9 @@ export class Resources {
         this.logger.info(
           `embedded log: ${kafka.partitions} partitions, ${dir ? `kept in ${dir}/log` : "in memory"}`,
         );
-        return new EmbeddedLog(kafka.topic, kafka.partitions, dir ? path.join(dir, "log") : undefined);
+        return new EmbeddedLog(kafka.topic, kafka.partitions, dir ? path.join(dir, "log") : undefined, {
+          logger: this.logger,
+        });
       })();
     }
     return this.logPromise;

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -13,6 +14,7 @@ import { migrate } from "../adapters/sql/migrate";
 import { PostgresClient } from "../adapters/sql/postgres-client";
 import type { PriceTick } from "../domain/messages";
 import { ActorHost } from "../runtime/actor-host";
+import { ResultsStore } from "../runtime/results-store";
 import { benchApply, randomWalkTick, seededRandom } from "./apply";
 
 /**
@@ -74,7 +76,6 @@ function parseArgs(argv: string[]): Options {
 }
 
 const ROOT = path.resolve(__dirname, "..");
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 const unique = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`;
 const fmt = (n: number, digits = 0) =>
   n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
@@ -338,7 +339,7 @@ async function batchBreakdown(stack: Stack, symbols: number): Promise<Breakdown>
     const b = { ticks, seconds: 0, apply: 0, persist: 0, snapshot: 0 };
     const host = new ActorHost({
       settings: { smaPeriod: 20, emaPeriod: 20, rsiPeriod: 14, rsiOversold: 30, rsiOverbought: 70 },
-      sql: db,
+      results: new ResultsStore(db),
       snapshots,
       commit: async () => undefined,
       partitionCount: 1,

@@ -3,7 +3,7 @@ import { IndicatorSettings, SymbolActor } from "../domain/symbol-actor";
 
 /**
  * Pure `SymbolActor.apply` throughput on one core, and the size of one actor's snapshot: the two figures that
- * bound how many symbols a node can host (ARCHITECTURE.md, "Scale beyond one machine"). No Kafka, no I/O.
+ * bound how many symbols a node can host (README, "Scaling beyond one machine"). No Kafka, no I/O.
  *
  *   npx tsx bench/apply.ts [ticks] [symbols]
  */

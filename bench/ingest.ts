@@ -7,9 +7,9 @@ import path from "node:path";
 import { Kafka, logLevel } from "kafkajs";
 import type { BrokerOptions } from "moleculer";
 import { loadConfig } from "../lib/config";
-import { createNode, type StockNode } from "../lib/node";
+import { createNode, type StockNode } from "../app/node";
 import { createMessageSource } from "../generator/models";
-import { freePort } from "../test/support/ports";
+import { freePort } from "../lib/net";
 
 /**
  * The ingest path's throughput on this machine, two figures:

@@ -1,8 +1,8 @@
 import os from "node:os";
 import { loadConfigOrExit, type Config } from "../lib/config";
-import { startDemoFeed } from "../lib/demo-feed";
-import { createNode } from "../lib/node";
-import { replCommands } from "../lib/repl-commands";
+import { startDemoFeed } from "../app/demo-feed";
+import { createNode } from "../app/node";
+import { replCommands } from "../app/repl-commands";
 
 /**
  * `npm run repl`: with NATS_URL, joins the running cluster as a service-less node and opens

@@ -1,8 +1,8 @@
 import path from "node:path";
 import { IN_MEMORY } from "../adapters/resources";
 import { loadConfigOrExit, type Config } from "../lib/config";
-import { startDemoFeed } from "../lib/demo-feed";
-import { createNode } from "../lib/node";
+import { startDemoFeed } from "../app/demo-feed";
+import { createNode } from "../app/node";
 
 function describe(config: Config): string[] {
   const lines = [`node ${config.nodeID} running: ${config.services.join(", ")}`];

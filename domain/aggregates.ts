@@ -59,7 +59,7 @@ export interface RunningAggregatesState {
 }
 
 /**
- * Running aggregates of one symbol (specs/indicators.md, "Running aggregates"): totals and sums, O(1) per tick,
+ * Running aggregates of one symbol (docs/indicators.md, "Running aggregates"): totals and sums, O(1) per tick,
  * averages derived on read. Price sums are compensated so averages over millions of ticks do not drift;
  * volumes are whole numbers, whose plain sum is exact up to 2^53.
  */
@@ -143,7 +143,7 @@ export class RunningAggregates {
 
 /**
  * One symbol's ticks within one minute, reduced to what any range aggregate needs, so a query over a range of
- * whole minutes reads buckets, never raw ticks (specs/indicators.md, "Any time range").
+ * whole minutes reads buckets, never raw ticks (docs/indicators.md, "Minute buckets and time-range aggregates").
  *
  * `open` is the opening price of the bucket's tick with the lowest `seq`, `close` the closing price of the one
  * with the highest: arrival order, the order every other figure of the symbol follows. Keeping the deciding

@@ -2,7 +2,7 @@ import { z } from "zod";
 
 /**
  * The message shapes the system accepts: the course generator's five message types
- * (shared/specs/generator-contract.md). These schemas are the single source of truth:
+ * (docs/generator-contract.md). These schemas are the single source of truth:
  * types come from `z.infer`, the gateway's error messages from zod's issues, and the
  * API docs' JSON Schema from `z.toJSONSchema`.
  *

@@ -11,7 +11,7 @@ export interface SignalDetectorState {
  * Turns the RSI series into buy and sell signals: a buy when RSI enters the oversold zone (falls below
  * `oversold`), a sell when it enters the overbought zone (rises above `overbought`).
  *
- * Definition: specs/indicators.md ("Signals"). Edge-triggered, so a trader gets one signal per entry into a
+ * Definition: docs/indicators.md ("Signals"). Edge-triggered, so a trader gets one signal per entry into a
  * zone, not one per tick spent inside it. The first defined RSI counts as an entry when it is already inside a
  * zone: there is no earlier value that could have been inside it.
  */

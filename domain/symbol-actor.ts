@@ -1,4 +1,4 @@
-import { StockError } from "../lib/errors";
+import { StockError } from "./errors";
 import { RunningAggregates, RunningAggregatesState, RunningAggregateView } from "./aggregates";
 import { requireFinite } from "./compensated-sum";
 import { EMA, EmaState } from "./indicators/ema";
@@ -124,7 +124,7 @@ export class IncompatibleSnapshotError extends StockError {
 const SETTING_KEYS = ["smaPeriod", "emaPeriod", "rsiPeriod", "rsiOversold", "rsiOverbought"] as const;
 
 /**
- * One stock symbol's whole state (ARCHITECTURE.md, "The actor model here"): indicator windows, Wilder averages,
+ * One stock symbol's whole state (docs/architecture.md, "The actor model"): indicator windows, Wilder averages,
  * signal edge state, running aggregates, latest side data, sequence numbers and the last applied Kafka offset.
  *
  * `apply` is deterministic: the same messages at the same offsets give bit-identical outputs and state on any

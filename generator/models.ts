@@ -10,7 +10,7 @@ import { TICKER_PATTERN } from "../domain/messages";
 import { createRandom, type Random, type Seed } from "./random";
 
 /**
- * The messages the course generator sends (shared/specs/generator-contract.md), as pure builders:
+ * The messages the course generator sends (docs/generator-contract.md), as pure builders:
  * randomness comes in as a `Random`, time as a number, so the same seed replays the same content.
  */
 

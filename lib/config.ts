@@ -1,7 +1,7 @@
 import os from "node:os";
 import path from "node:path";
 import { z } from "zod";
-import { ConfigError } from "./errors";
+import { ConfigError } from "../domain/errors";
 
 /**
  * Every environment variable the system reads, validated once at start-up.

@@ -1,7 +1,7 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import type { LogBatch, LogMessage } from "../adapters/log/types";
 import type { SnapshotStore } from "../adapters/snapshots/types";
-import type { SqlClient } from "../adapters/sql/types";
-import { isPriceTick, parseMessage, type SymbolSideData, type PriceTick } from "../domain/messages";
+import { isPriceTick } from "../domain/messages";
 import {
   SymbolActor,
   type ActorSnapshot,
@@ -10,17 +10,11 @@ import {
   type Signal,
   type TickResult,
 } from "../domain/symbol-actor";
-import { FencedError, isRetriable, StockError } from "../lib/errors";
+import { FencedError, isRetriable, StockError } from "../domain/errors";
+import type { Logger } from "../lib/logger";
 import { partitionForKey } from "../lib/partitioner";
-import { emptyOutputs, type BatchOutputs, type TickRow } from "./batch-outputs";
-import { writeResults } from "./results-writer";
-
-export interface HostLogger {
-  info(...args: unknown[]): void;
-  warn(...args: unknown[]): void;
-  error(...args: unknown[]): void;
-  debug(...args: unknown[]): void;
-}
+import { applyChunk, parseLogMessage, type ParsedMessage } from "./apply-chunk";
+import type { ResultsStore } from "./results-store";
 
 /** What the host reports to its service: metrics and live events, all optional. */
 export interface HostObserver {
@@ -29,13 +23,13 @@ export interface HostObserver {
   snapshotted?(seconds: number): void;
   committed?(partition: number, nextOffset: number, highWatermark: number): void;
   deadLetters?(count: number): void;
-  /** After a batch is durable: the latest tick of each symbol it touched, and its signals. */
+  /** After a batch is durable: the latest tick of each symbol it touched, and the signals it stored first. */
   published?(partition: number, latest: TickResult[], signals: Signal[]): void;
 }
 
 export interface ActorHostOptions {
   settings: IndicatorSettings;
-  sql: SqlClient;
+  results: ResultsStore;
   snapshots: SnapshotStore;
   /** Durably commits the log offset (Kafka commitOffsets). */
   commit(partition: number, nextOffset: number): Promise<void>;
@@ -44,7 +38,7 @@ export interface ActorHostOptions {
   retryMaxBackoffMs: number;
   /** Messages per database transaction; a larger batch is split. */
   chunkSize?: number;
-  logger: HostLogger;
+  logger: Logger;
   observer?: HostObserver;
 }
 
@@ -84,11 +78,9 @@ export class SnapshotLostError extends StockError {}
 /** Why a batch stopped before its end: the partition moved to another node, or this node is stopping. */
 class Abandoned extends Error {}
 
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
-
 /**
- * Hosts the symbol actors of the partitions this node owns (ARCHITECTURE.md, "The actor model
- * here"). Per batch, in this order: apply -> results to Postgres in one transaction -> fenced
+ * Hosts the symbol actors of the partitions this node owns (docs/architecture.md, "The actor
+ * model"). Per batch, in this order: apply -> results to Postgres in one transaction -> fenced
  * snapshots of the touched actors to Redis -> commit the offset. So a committed offset always
  * lies below what Postgres and the snapshots hold, and a replay after a crash or a rebalance
  * recomputes identical results that the database ignores.
@@ -238,79 +230,21 @@ export class ActorHost {
     const parsed = await this.activate(state, batch, chunk);
 
     const applyStarted = process.hrtime.bigint();
-    const out = emptyOutputs(partition);
-    const touched = new Map<string, SymbolActor>();
-    const latest = new Map<string, TickResult>();
-    const now = Date.now();
-    for (let i = 0; i < chunk.length; i++) {
-      const m = chunk[i];
-      const item = parsed[i];
-      if ("reason" in item) {
-        out.deadLetters.push({
-          offset: m.offset,
-          key: m.key,
-          payload: m.value?.toString("utf8") ?? null,
-          reason: item.reason,
-        });
-        continue;
-      }
-      if (item.economic) {
-        const e = item.economic;
-        out.economic.push({
-          name: e.indicator_name,
-          value: e.value,
-          timestamp: e.timestamp,
-          offset: m.offset,
-        });
-        continue;
-      }
-      const slot = state.actors.get(item.symbol)!;
-      slot.lastUsed = now;
-      let output;
-      try {
-        output = slot.actor.apply(item.message, m.offset);
-      } catch (err) {
-        out.deadLetters.push({
-          offset: m.offset,
-          key: m.key,
-          payload: m.value?.toString("utf8") ?? null,
-          reason: (err as Error).message,
-        });
-        continue;
-      }
-      if (output === null) continue;
-      touched.set(item.symbol, slot.actor);
-      if (output.kind === "tick") {
-        const row = output.tick as TickRow;
-        row.logTimestamp = m.timestamp;
-        out.ticks.push(row);
-        latest.set(item.symbol, output.tick);
-        if (output.signal) out.signals.push(output.signal);
-      } else {
-        pushSide(out, output.side.payload, output.side.sideSeq);
-      }
-    }
-    for (const actor of touched.values()) {
-      if (!latest.has(actor.symbol)) continue;
-      const a = actor.view().aggregates;
-      out.aggregates.push({
-        symbol: actor.symbol,
-        totalVolume: a.total_volume,
-        averageVolume: a.average_volume ?? 0,
-        averageOpen: a.average_opening_price ?? 0,
-        averageClose: a.average_closing_price ?? 0,
-        lowest: a.lowest_price ?? 0,
-        highest: a.highest_price ?? 0,
-        tickCount: a.tick_count,
-        firstTimestamp: a.first_timestamp ?? 0,
-        lastTimestamp: a.last_timestamp ?? 0,
-        lastSeq: actor.seq,
-      });
-    }
+    const {
+      outputs: out,
+      touched,
+      latest,
+    } = applyChunk(partition, chunk, parsed, symbol => {
+      const slot = state.actors.get(symbol)!;
+      slot.lastUsed = Date.now();
+      return slot.actor;
+    });
     observer?.applied?.(out.ticks.length, Number(process.hrtime.bigint() - applyStarted) / 1e9);
 
     const persistStarted = process.hrtime.bigint();
-    await this.retry(batch, `persist partition ${partition}`, () => writeResults(this.options.sql, out));
+    const { newSignals } = await this.retry(batch, `persist partition ${partition}`, () =>
+      this.options.results.write(out),
+    );
     observer?.persisted?.(Number(process.hrtime.bigint() - persistStarted) / 1e9);
     if (out.deadLetters.length > 0) {
       observer?.deadLetters?.(out.deadLetters.length);
@@ -319,11 +253,8 @@ export class ActorHost {
       );
     }
 
-    if (touched.size > 0) {
-      const entries = [...touched.values()].map(a => ({
-        symbol: a.symbol,
-        state: JSON.stringify(a.snapshot()),
-      }));
+    if (touched.length > 0) {
+      const entries = touched.map(a => ({ symbol: a.symbol, state: JSON.stringify(a.snapshot()) }));
       const snapshotStarted = process.hrtime.bigint();
       await this.retry(batch, `snapshot partition ${partition}`, () =>
         this.options.snapshots.save(partition, state.epoch!, entries),
@@ -334,13 +265,17 @@ export class ActorHost {
     const next = chunk[chunk.length - 1].offset + 1;
     await this.retry(batch, `commit partition ${partition}`, () => this.options.commit(partition, next));
     observer?.committed?.(partition, next, batch.highWatermark);
-    if (latest.size > 0 || out.signals.length > 0)
-      observer?.published?.(partition, [...latest.values()], out.signals);
+    // Only signals this batch stored are news: a replayed batch's were notified the first time.
+    if (latest.length > 0 || newSignals.length > 0) observer?.published?.(partition, latest, newSignals);
   }
 
   /** Parses the chunk and makes sure every symbol in it has a live actor, restoring snapshots in one read. */
-  private async activate(state: PartitionState, batch: LogBatch, chunk: LogMessage[]): Promise<Parsed[]> {
-    const parsed = chunk.map(m => this.parse(m));
+  private async activate(
+    state: PartitionState,
+    batch: LogBatch,
+    chunk: LogMessage[],
+  ): Promise<ParsedMessage[]> {
+    const parsed = chunk.map(m => parseLogMessage(m, this.options.partitionCount));
     const missing = new Set<string>();
     for (const p of parsed) if ("symbol" in p && !state.actors.has(p.symbol)) missing.add(p.symbol);
     if (missing.size > 0) {
@@ -373,7 +308,7 @@ export class ActorHost {
     state: PartitionState,
     batch: LogBatch,
     chunk: LogMessage[],
-    parsed: Parsed[],
+    parsed: ParsedMessage[],
   ) {
     const firstTick = new Map<string, number>();
     parsed.forEach((p, i) => {
@@ -382,38 +317,21 @@ export class ActorHost {
       if (slot?.unverified && slot.actor.seq === 0) firstTick.set(p.symbol, chunk[i].offset);
     });
     if (firstTick.size === 0) return;
-    const { rows } = await this.retry(batch, `check new symbols of partition ${state.partition}`, () =>
-      this.options.sql.query<{ symbol: string; kafka_partition: number; kafka_offset: number }>(
-        "SELECT symbol, kafka_partition, kafka_offset FROM ticks WHERE symbol = ANY($1::text[]) AND seq = 1",
-        [[...firstTick.keys()]],
-      ),
+    const places = await this.retry(batch, `check new symbols of partition ${state.partition}`, () =>
+      this.options.results.firstTickPlaces([...firstTick.keys()]),
     );
-    for (const row of rows) {
+    for (const row of places) {
       const offset = firstTick.get(row.symbol)!;
-      if (row.kafka_partition !== state.partition || row.kafka_offset !== offset) {
+      if (row.partition !== state.partition || row.offset !== offset) {
         throw new SnapshotLostError(
           `symbol ${row.symbol}: the snapshot store has no state for it, but Postgres already holds its first tick ` +
-            `(partition ${row.kafka_partition}, offset ${row.kafka_offset}); starting it afresh at offset ${offset} would ` +
+            `(partition ${row.partition}, offset ${row.offset}); starting it afresh at offset ${offset} would ` +
             `restart its sequence and drop every new result. The snapshot store lost data (is Redis persistent?). ` +
             "Recover by replaying from the start: stop the actors, reset their consumer group (KAFKA_GROUP_ID) to the earliest offsets, start them.",
         );
       }
     }
     for (const symbol of firstTick.keys()) state.actors.get(symbol)!.unverified = false;
-  }
-
-  private parse(m: LogMessage): Parsed {
-    const p = parseLogMessage(m);
-    if ("symbol" in p) {
-      // Another producer may have keyed a message differently; its symbol's actor lives elsewhere.
-      const home = this.partitionOf(p.symbol);
-      if (home !== m.partition) {
-        return {
-          reason: `symbol ${p.symbol} belongs to partition ${home}, found in ${m.partition} (message key ${JSON.stringify(m.key)})`,
-        };
-      }
-    }
-    return p;
   }
 
   /**
@@ -440,45 +358,5 @@ export class ActorHost {
         delay = Math.min(delay * 2, this.options.retryMaxBackoffMs);
       }
     }
-  }
-}
-
-type Parsed =
-  | { symbol: string; message: PriceTick | SymbolSideData; economic?: undefined }
-  | { economic: { indicator_name: string; value: number; timestamp: number } }
-  | { reason: string };
-
-function parseLogMessage(m: LogMessage): Parsed {
-  if (!m.value) return { reason: "empty message value" };
-  let json: unknown;
-  try {
-    json = JSON.parse(m.value.toString("utf8"));
-  } catch (err) {
-    return { reason: `not JSON: ${(err as Error).message}` };
-  }
-  const r = parseMessage(json);
-  if (!r.ok) return { reason: r.issues.map(i => `${i.path} ${i.message}`).join("; ") };
-  const msg = r.message;
-  if ("stock_symbol" in msg) return { symbol: msg.stock_symbol, message: msg };
-  return { economic: msg };
-}
-
-function pushSide(out: BatchOutputs, payload: SymbolSideData, sideSeq: number): void {
-  const base = { symbol: payload.stock_symbol, sideSeq, timestamp: payload.timestamp };
-  switch (payload.data_type) {
-    case "order_book":
-      out.orderBook.push({
-        ...base,
-        orderType: payload.order_type,
-        price: payload.price,
-        quantity: payload.quantity,
-      });
-      break;
-    case "news_sentiment":
-      out.sentiment.push({ ...base, score: payload.sentiment_score, magnitude: payload.sentiment_magnitude });
-      break;
-    case "market_data":
-      out.marketData.push({ ...base, marketCap: payload.market_cap, peRatio: payload.pe_ratio });
-      break;
   }
 }

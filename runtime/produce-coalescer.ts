@@ -1,4 +1,4 @@
-import { UnavailableError } from "../lib/errors";
+import { UnavailableError } from "../domain/errors";
 import type { LogProducer, LogRecord } from "../adapters/log/types";
 
 interface Pending {

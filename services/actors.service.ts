@@ -1,31 +1,10 @@
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import type { LogConsumer, MessageLog } from "../adapters/log/types";
-import type { Resources } from "../adapters/resources";
-import type { Signal, TickResult } from "../domain/symbol-actor";
-import type { Config } from "../lib/config";
 import { METRIC, registerMetrics } from "../lib/metrics";
 import { resourcesMixin } from "../mixins/resources.mixin";
 import { ActorHost } from "../runtime/actor-host";
-
-/** Broadcast on every assignment so gateways can route a symbol's query to its owner. */
-export interface AssignmentEvent {
-  nodeID: string;
-  partitions: number[];
-  generation: number;
-  partitionCount: number;
-}
-
-/** Broadcast after each durable batch: the newest tick per symbol, and the batch's signals. */
-export interface AnalysedEvent {
-  nodeID: string;
-  partition: number;
-  ticks: TickResult[];
-  signals: Signal[];
-}
-
-export interface SignalsEvent {
-  signals: Signal[];
-}
+import { ResultsStore } from "../runtime/results-store";
+import type { AnalysedEvent, AssignmentEvent, PartitionsReply, ServiceDeps, SignalsEvent } from "./contracts";
 
 const SYMBOL_PARAM = { symbol: { type: "string", min: 1, max: 40 } };
 
@@ -34,7 +13,7 @@ const SYMBOL_PARAM = { symbol: { type: "string", min: 1, max: 40 } };
  * symbol of the partitions Kafka assigned to this node (see runtime/actor-host.ts for the
  * ordering and effectively-once rules).
  */
-export default function createActorsService(deps: { config: Config; resources: Resources }): ServiceSchema {
+export default function createActorsService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
   let host: ActorHost | null = null;
   let consumer: LogConsumer | null = null;
@@ -75,7 +54,7 @@ export default function createActorsService(deps: { config: Config; resources: R
       },
       /** Which partitions this node owns, and how many actors it holds. */
       partitions: {
-        handler(this: Service) {
+        handler(this: Service): PartitionsReply {
           const h = requireHost();
           return {
             nodeID: this.broker.nodeID,
@@ -129,7 +108,7 @@ export default function createActorsService(deps: { config: Config; resources: R
       const activeConsumer = consumer;
       host = new ActorHost({
         settings: config.indicators,
-        sql,
+        results: new ResultsStore(sql),
         snapshots,
         partitionCount,
         commit: (p, next) => activeConsumer.commit(p, next),
@@ -190,10 +169,13 @@ export default function createActorsService(deps: { config: Config; resources: R
       });
       const sweepEvery = Math.min(30000, Math.max(1000, Math.floor(config.actors.idleMs / 2)));
       sweepTimer = setInterval(() => {
-        void activeHost.passivateIdle().then(n => {
-          if (n > 0) logger.debug(`passivated ${n} idle actor(s)`);
-          metrics.set(METRIC.activeActors, activeHost.actorCount());
-        });
+        activeHost.passivateIdle().then(
+          n => {
+            if (n > 0) logger.debug(`passivated ${n} idle actor(s)`);
+            metrics.set(METRIC.activeActors, activeHost.actorCount());
+          },
+          (err: Error) => logger.warn(`passivating idle actors failed, will try again: ${err.message}`),
+        );
       }, sweepEvery);
       sweepTimer.unref();
       logger.info(

@@ -1,20 +1,24 @@
 import { timingSafeEqual } from "node:crypto";
+import fs from "node:fs";
 import type { Server, ServerResponse } from "node:http";
 import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type IncomingRequest } from "moleculer-web";
-import type { Resources } from "../adapters/resources";
-import type { Config } from "../lib/config";
 import { METRIC, registerMetrics } from "../lib/metrics";
 import { projectRoot } from "../lib/paths";
 import { resourcesMixin } from "../mixins/resources.mixin";
-import { ActorDirectory } from "../lib/actor-directory";
-import type { AnalysedEvent, AssignmentEvent } from "./actors.service";
+import type {
+  AnalysedEvent,
+  AssignmentEvent,
+  IngestParams,
+  IngestResult,
+  ServiceDeps,
+  SignalNotification,
+} from "./contracts";
+import { ActorDirectory } from "./gateway/actor-directory";
 import { apiRoute } from "./gateway/api-route";
 import { bodyFormat, decodeItems, HttpError, readBody } from "./gateway/http-body";
 import { LiveHub } from "./gateway/live-hub";
-import type { SignalNotification } from "./notifier.service";
-import type { IngestParams, IngestResult } from "./ingest.service";
 
 type GatewayError = Error & {
   code?: unknown;
@@ -67,7 +71,7 @@ function bearerMatches(header: string | undefined, token: string): boolean {
  * the REST API and the static dashboard. Ingest work goes to the `ingest` service through
  * Moleculer, so it is balanced over every node that runs it.
  */
-export default function createGatewayService(deps: { config: Config; resources: Resources }): ServiceSchema {
+export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
   const { ingest } = config;
 
@@ -175,6 +179,22 @@ export default function createGatewayService(deps: { config: Config; resources: 
     mappingPolicy: "restrict",
     logging: false,
     aliases: {
+      // The dashboard's chart library, from the installed package: no CDN (machines may be offline), no copy step.
+      "GET vendor/lightweight-charts.mjs"(_req: IncomingRequest, res: ServerResponse) {
+        const file = "node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.mjs";
+        fs.readFile(path.join(projectRoot(), file), (err, js) => {
+          if (err) {
+            sendJsonError(res, new HttpError(404, "NOT_FOUND", `${file} is missing: run npm ci`));
+            return;
+          }
+          res.writeHead(200, {
+            "Content-Type": "text/javascript; charset=utf-8",
+            "Content-Length": js.length,
+            "Cache-Control": "public, max-age=3600",
+          });
+          res.end(js);
+        });
+      },
       "GET healthz"(this: { broker: Context["broker"] }, _req: IncomingRequest, res: ServerResponse) {
         sendJson(res, 200, {
           status: "ok",
@@ -251,8 +271,24 @@ export default function createGatewayService(deps: { config: Config; resources: 
       hub = new LiveHub(server, count => broker.metrics.set(METRIC.websocketClients, count));
       // Events keep the map current; a periodic ask repairs anything missed (a node that started
       // before this gateway, a lost event).
-      await dir.refresh().catch(() => undefined);
-      refreshTimer = setInterval(() => void dir.refresh().catch(() => undefined), 10000);
+      // A failed ask is logged when it starts failing and when it works again, not every 10 s.
+      let refreshFailing = false;
+      const refresh = () =>
+        dir.refresh().then(
+          () => {
+            if (refreshFailing) this.logger.info("actor directory: asking the actors nodes works again");
+            refreshFailing = false;
+          },
+          (err: Error) => {
+            if (!refreshFailing)
+              this.logger.warn(
+                `actor directory: asking the actors nodes failed, routing may be stale: ${err.message}`,
+              );
+            refreshFailing = true;
+          },
+        );
+      await refresh();
+      refreshTimer = setInterval(() => void refresh(), 10000);
       refreshTimer.unref();
     },
     async stopped() {

@@ -1,19 +1,10 @@
 import { Errors, type Context, type ServiceSchema } from "moleculer";
-import type { Resources } from "../adapters/resources";
 import { isPriceTick, messageKey, parseMessage, type StockMessage } from "../domain/messages";
-import type { Config } from "../lib/config";
-import { UnavailableError, type ValidationIssue } from "../lib/errors";
+import { UnavailableError, type ValidationIssue } from "../domain/errors";
 import { METRIC, registerMetrics } from "../lib/metrics";
 import { resourcesMixin } from "../mixins/resources.mixin";
 import { ProduceCoalescer } from "../runtime/produce-coalescer";
-
-export interface IngestParams {
-  items: unknown[];
-}
-
-export interface IngestResult {
-  accepted: number;
-}
+import type { IngestParams, IngestResult, ServiceDeps } from "./contracts";
 
 /** Reported in a 400 body; a batch with thousands of bad items lists the first ones. */
 const MAX_REPORTED_ISSUES = 100;
@@ -44,7 +35,7 @@ export function validateItems(
  * `ingest` can take the work. It answers only once the log acknowledged every record (Kafka:
  * acks=all, idempotent producer); concurrent requests share produce calls.
  */
-export default function createIngestService(deps: { config: Config; resources: Resources }): ServiceSchema {
+export default function createIngestService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
   let coalescer: ProduceCoalescer | null = null;
   let closeProducer: (() => Promise<void>) | null = null;

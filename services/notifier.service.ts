@@ -1,13 +1,6 @@
 import type { Context, Service, ServiceSchema } from "moleculer";
 import type { Signal } from "../domain/symbol-actor";
-import type { Config } from "../lib/config";
-import type { SignalsEvent } from "./actors.service";
-
-/** Broadcast to every gateway, which pushes it to its WebSocket clients. */
-export interface SignalNotification {
-  signal: Signal;
-  message: string;
-}
+import type { ServiceDeps, SignalNotification, SignalsEvent } from "./contracts";
 
 export function describeSignal(s: Signal): string {
   const zone = s.side === "buy" ? "oversold" : "overbought";
@@ -22,7 +15,7 @@ const MAX_PENDING_WEBHOOKS = 1000;
  * clients, and an optional webhook. `stock.signals` is emitted (balanced), so each signal is
  * notified by exactly one notifier node however many run.
  */
-export default function createNotifierService(deps: { config: Config }): ServiceSchema {
+export default function createNotifierService(deps: Pick<ServiceDeps, "config">): ServiceSchema {
   const { config } = deps;
   const queue: SignalNotification[] = [];
   let sending = false;

@@ -1,17 +1,18 @@
 import { Errors, type Context, type ServiceSchema } from "moleculer";
-import type { Resources } from "../adapters/resources";
-import type { SqlClient } from "../adapters/sql/types";
-import type { Config } from "../lib/config";
+import { symbolReport } from "../domain/backtest";
 import {
   aggregatesParams,
   historyParams,
   parseParams,
   signalsParams,
+  symbolParams,
   type AggregatesParams,
   type HistoryParams,
   type SignalsParams,
 } from "../lib/query-params";
 import { resourcesMixin } from "../mixins/resources.mixin";
+import { ResultsStore } from "../runtime/results-store";
+import type { ServiceDeps } from "./contracts";
 
 /** Epoch seconds of the minute boundaries a range covers: whole minutes, from floored, to rounded up. */
 export function minuteRange(from?: number, to?: number): { from: number | null; to: number | null } {
@@ -21,16 +22,20 @@ export function minuteRange(from?: number, to?: number): { from: number | null; 
   };
 }
 
+const unknownSymbol = (symbol: string) =>
+  new Errors.MoleculerClientError(`no data for symbol ${symbol}`, 404, "UNKNOWN_SYMBOL");
+
 /**
- * Reads results from Postgres: the latest figures per symbol, a symbol's history, signals, and
- * aggregates over any range of whole minutes (one query over `minute_buckets`, no tick scan).
+ * Reads results from Postgres through the results store: the latest figures per symbol, a
+ * symbol's history, signals, aggregates over any range of whole minutes (one query over
+ * `minute_buckets`, no tick scan), and a symbol's replay report.
  */
-export default function createQueryService(deps: { config: Config; resources: Resources }): ServiceSchema {
+export default function createQueryService(deps: ServiceDeps): ServiceSchema {
   const { resources } = deps;
-  let db: SqlClient | null = null;
-  const sql = () => {
-    if (!db) throw new Errors.MoleculerRetryableError("query service is starting", 503, "NOT_READY");
-    return db;
+  let results: ResultsStore | null = null;
+  const store = () => {
+    if (!results) throw new Errors.MoleculerRetryableError("query service is starting", 503, "NOT_READY");
+    return results;
   };
 
   return {
@@ -40,56 +45,23 @@ export default function createQueryService(deps: { config: Config; resources: Re
     actions: {
       /** Every symbol seen, with its running aggregates and its latest price and indicators. */
       symbols: {
-        async handler() {
-          const { rows } = await sql().query(
-            `SELECT a.symbol, a.tick_count, a.last_seq AS seq, a.last_timestamp, t.closing_price AS close,
-                    t.moving_average AS sma, t.exponential_moving_average AS ema, t.relative_strength_index AS rsi,
-                    a.total_volume, a.average_volume, a.average_opening_price, a.average_closing_price,
-                    a.lowest_price, a.highest_price, a.first_timestamp, a.updated_at
-             FROM aggregated_metrics a
-             LEFT JOIN ticks t ON t.symbol = a.symbol AND t.seq = a.last_seq
-             ORDER BY a.symbol`,
-          );
-          return rows;
-        },
+        handler: () => store().latestPerSymbol(),
       },
 
       /** Prices and indicators of one symbol, oldest first: the last `limit` ticks within the range. */
       history: {
         async handler(ctx: Context<unknown>) {
           const p: HistoryParams = parseParams(historyParams, ctx.params);
-          const { rows } = await sql().query(
-            `SELECT * FROM (
-               SELECT seq, "timestamp", opening_price, closing_price, high, low, volume,
-                      moving_average, exponential_moving_average, relative_strength_index
-               FROM ticks
-               WHERE symbol = $1
-                 AND ($2::float8 IS NULL OR "timestamp" >= to_timestamp($2))
-                 AND ($3::float8 IS NULL OR "timestamp" < to_timestamp($3))
-               ORDER BY seq DESC
-               LIMIT $4
-             ) recent ORDER BY seq`,
-            [p.symbol, p.from ?? null, p.to ?? null, p.limit],
-          );
-          return { symbol: p.symbol, from: p.from ?? null, to: p.to ?? null, ticks: rows };
+          const ticks = await store().history(p);
+          return { symbol: p.symbol, from: p.from ?? null, to: p.to ?? null, ticks };
         },
       },
 
       /** Buy/sell signals, newest first. */
       signals: {
-        async handler(ctx: Context<unknown>) {
+        handler(ctx: Context<unknown>) {
           const p: SignalsParams = parseParams(signalsParams, ctx.params);
-          const { rows } = await sql().query(
-            `SELECT symbol, side, rsi, price, "timestamp", seq, created_at
-             FROM signals
-             WHERE ($1::text IS NULL OR symbol = $1)
-               AND ($2::float8 IS NULL OR "timestamp" >= to_timestamp($2))
-               AND ($3::float8 IS NULL OR "timestamp" < to_timestamp($3))
-             ORDER BY "timestamp" DESC, symbol, seq DESC
-             LIMIT $4`,
-            [p.symbol ?? null, p.from ?? null, p.to ?? null, p.limit],
-          );
-          return rows;
+          return store().signals(p);
         },
       },
 
@@ -101,51 +73,39 @@ export default function createQueryService(deps: { config: Config; resources: Re
         async handler(ctx: Context<unknown>) {
           const p: AggregatesParams = parseParams(aggregatesParams, ctx.params);
           if (p.from === undefined && p.to === undefined) {
-            const { rows } = await sql().query(
-              `SELECT symbol, tick_count, total_volume, average_volume, average_opening_price, average_closing_price,
-                      lowest_price, highest_price, first_timestamp, last_timestamp
-               FROM aggregated_metrics WHERE symbol = $1`,
-              [p.symbol],
-            );
-            if (rows.length === 0)
-              throw new Errors.MoleculerClientError(`no data for symbol ${p.symbol}`, 404, "UNKNOWN_SYMBOL");
-            return { range: null, ...rows[0] };
+            const all = await store().aggregates(p.symbol);
+            if (!all) throw unknownSymbol(p.symbol);
+            return { range: null, ...all };
           }
           const range = minuteRange(p.from, p.to);
-          const { rows } = await sql().query(
-            `SELECT $1::text AS symbol,
-                    coalesce(sum(tick_count), 0)::bigint AS tick_count,
-                    coalesce(sum(volume), 0)::bigint AS total_volume,
-                    sum(volume)::float8 / nullif(sum(tick_count), 0) AS average_volume,
-                    sum(sum_open) / nullif(sum(tick_count), 0) AS average_opening_price,
-                    sum(sum_close) / nullif(sum(tick_count), 0) AS average_closing_price,
-                    min(low) AS lowest_price,
-                    max(high) AS highest_price,
-                    min(minute) AS first_minute,
-                    max(minute) AS last_minute
-             FROM minute_buckets
-             WHERE symbol = $1
-               AND ($2::float8 IS NULL OR minute >= to_timestamp($2))
-               AND ($3::float8 IS NULL OR minute < to_timestamp($3))`,
-            [p.symbol, range.from, range.to],
-          );
+          const row = await store().aggregatesOverMinutes(p.symbol, range.from, range.to);
           return {
             range: {
               from: range.from === null ? null : new Date(range.from * 1000).toISOString(),
               to: range.to === null ? null : new Date(range.to * 1000).toISOString(),
             },
-            ...rows[0],
+            ...row,
           };
+        },
+      },
+
+      /** What the RSI rule would have done on the symbol's stored history, next to buy-and-hold. */
+      report: {
+        async handler(ctx: Context<unknown>) {
+          const { symbol } = parseParams(symbolParams, ctx.params);
+          const input = await store().reportInput(symbol);
+          if (!input) throw unknownSymbol(symbol);
+          return symbolReport(input);
         },
       },
     },
 
     async started() {
-      db = await resources.sql();
+      results = new ResultsStore(await resources.sql());
     },
 
     stopped() {
-      db = null;
+      results = null;
     },
   };
 }

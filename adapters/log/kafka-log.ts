@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import {
   Kafka,
   logLevel,
@@ -8,7 +9,7 @@ import {
   type LogEntry,
   type Producer,
 } from "kafkajs";
-import { UnavailableError } from "../../lib/errors";
+import { UnavailableError } from "../../domain/errors";
 import type {
   ConsumerHooks,
   ConsumerOptions,
@@ -183,8 +184,6 @@ function isRebalanceError(err: unknown): boolean {
   }
   return false;
 }
-
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 class KafkaConsumer implements LogConsumer {
   private generation = 0;

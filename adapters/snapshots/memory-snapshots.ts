@@ -1,4 +1,4 @@
-import { FencedError } from "../../lib/errors";
+import { FencedError } from "../../domain/errors";
 import type { SnapshotEntry, SnapshotStore } from "./types";
 
 /** The embedded snapshot store: the same fencing rules as Redis, kept in this process. */

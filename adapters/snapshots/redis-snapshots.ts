@@ -1,5 +1,5 @@
 import Redis from "ioredis";
-import { FencedError, UnavailableError } from "../../lib/errors";
+import { FencedError, UnavailableError } from "../../domain/errors";
 import type { SnapshotEntry, SnapshotStore } from "./types";
 
 /**

@@ -1,5 +1,5 @@
 import pg from "pg";
-import { UnavailableError } from "../../lib/errors";
+import { UnavailableError } from "../../domain/errors";
 import type { QueryResult, SqlClient, SqlExecutor } from "./types";
 
 const INT8_OID = 20;

@@ -15,7 +15,7 @@ export interface EmaState {
  * `alpha = 2 / (n + 1)` on the newest), so it follows a turn sooner than the SMA of the same period.
  * Traders use it like the SMA, as trend level and crossover trigger, when reaction speed matters.
  *
- * Definition: specs/indicators.md (TA-Lib's EMA): seeded with the mean of the first n closes at `i = n-1`,
+ * Definition: docs/indicators.md (TA-Lib's EMA): seeded with the mean of the first n closes at `i = n-1`,
  * then `EMA[i] = alpha * c[i] + (1 - alpha) * EMA[i-1]`. No value before the seed.
  */
 export class EMA {

@@ -17,7 +17,7 @@ export interface RsiState {
  * on a 0..100 scale. Traders read below 30 as oversold (a possible rebound: buy) and above 70 as overbought
  * (a possible pull-back: sell).
  *
- * Definition: specs/indicators.md (J. Welles Wilder, 1978, as TA-Lib computes it). Changes `d[i] = c[i] - c[i-1]`;
+ * Definition: docs/indicators.md (J. Welles Wilder, 1978, as TA-Lib computes it). Changes `d[i] = c[i] - c[i-1]`;
  * the first averages are the plain means of gains and losses over changes 1..n, then Wilder's smoothing
  * `avg[i] = (avg[i-1] * (n-1) + x[i]) / n`. Defined from `i = n` on, so it needs n+1 closes. Where TA-Lib prints 0
  * the spec decides: only gains gives 100, a flat market gives 50.

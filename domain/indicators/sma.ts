@@ -12,7 +12,7 @@ export interface SmaState {
  * Simple moving average, SMA(n): the mean closing price of the last n ticks. Traders read it as the
  * recent "fair" price level; the price crossing it, or a short SMA crossing a long one, marks a trend change.
  *
- * Definition: specs/indicators.md (TA-Lib's SMA), `SMA[i] = (c[i-n+1] + ... + c[i]) / n` from `i = n-1` on.
+ * Definition: docs/indicators.md (TA-Lib's SMA), `SMA[i] = (c[i-n+1] + ... + c[i]) / n` from `i = n-1` on.
  *
  * O(1) per update: a ring buffer and a running sum. A plain running sum drifts over millions of ticks, so the
  * sum is compensated (Neumaier) and, as the spec suggests, rebuilt from the window every `n * 1000` updates.

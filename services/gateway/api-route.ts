@@ -1,8 +1,9 @@
 import type { ServerResponse } from "node:http";
 import type { ServiceBroker } from "moleculer";
 import type { IncomingRequest } from "moleculer-web";
+import type { PartitionLag } from "../../adapters/log/types";
 import { ingestJsonSchema } from "../../domain/messages";
-import type { ActorDirectory } from "../../lib/actor-directory";
+import type { ActorDirectory } from "./actor-directory";
 import { parseParams, symbolParams } from "../../lib/query-params";
 
 type Respond = (res: ServerResponse, status: number, body: unknown) => void;
@@ -44,6 +45,7 @@ export function apiRoute(deps: { directory: () => ActorDirectory; respond: Respo
       "GET symbols/:symbol/history": "query.history",
       "GET signals": "query.signals",
       "GET aggregates/:symbol": "query.aggregates",
+      "GET report/:symbol": "query.report",
 
       "GET symbols/:symbol": guarded(async function (req, res) {
         const { symbol } = parseParams(symbolParams, { symbol: req.$params.symbol });
@@ -52,7 +54,12 @@ export function apiRoute(deps: { directory: () => ActorDirectory; respond: Respo
 
       "GET cluster": guarded(async function (_req, res) {
         const dir = directory();
-        const actorsNodes = (await dir.refresh()).sort((a, b) => a.nodeID.localeCompare(b.nodeID));
+        // Lag is a view for operators: a slow or absent actors service leaves it null, not the answer.
+        const [replies, lag] = await Promise.all([
+          dir.refresh(),
+          this.broker.call<PartitionLag[], object>("actors.lag", {}, { timeout: 2000 }).catch(() => null),
+        ]);
+        const actorsNodes = replies.sort((a, b) => a.nodeID.localeCompare(b.nodeID));
         const nodes = (
           this.broker.registry.nodes.list({ onlyAvailable: false, withServices: true }) as NodeInfo[]
         )
@@ -70,6 +77,7 @@ export function apiRoute(deps: { directory: () => ActorDirectory; respond: Respo
           actors: actorsNodes.map(a => ({ nodeID: a.nodeID, partitions: a.partitions, actors: a.actors })),
           partitionCount: actorsNodes[0]?.partitionCount ?? null,
           partitions: dir.table(),
+          lag,
         });
       }),
 

@@ -1,7 +1,7 @@
 import type { Server } from "node:http";
 import { WebSocket, WebSocketServer } from "ws";
 import type { TickResult } from "../../domain/symbol-actor";
-import type { SignalNotification } from "../notifier.service";
+import type { SignalNotification } from "../contracts";
 
 /** A client that has this much unsent data is skipped until it catches up: a slow browser must not grow memory. */
 const MAX_BUFFERED_BYTES = 1024 * 1024;
@@ -23,11 +23,13 @@ export class LiveHub {
   private readonly clients = new Set<Client>();
   private pending = new Map<string, TickResult>();
   private readonly timer: NodeJS.Timeout;
+  private readonly heartbeat: NodeJS.Timeout;
 
   constructor(
     server: Server,
     private readonly onClients: (count: number) => void = () => undefined,
     flushMs = 250,
+    heartbeatMs = 15000,
   ) {
     this.wss = new WebSocketServer({ server, path: "/ws", maxPayload: 64 * 1024 });
     this.wss.on("connection", (socket, req) => {
@@ -55,6 +57,13 @@ export class LiveHub {
     });
     this.timer = setInterval(() => this.flush(), flushMs);
     this.timer.unref();
+    // A quiet market is not a dead connection: browsers learn the difference from this beat
+    // (a proxy that silently dropped the socket stops it).
+    this.heartbeat = setInterval(() => {
+      const beat = JSON.stringify({ type: "heartbeat", at: Date.now() });
+      for (const c of this.clients) this.send(c, beat);
+    }, heartbeatMs);
+    this.heartbeat.unref();
   }
 
   /** Clients may change their subscription: `{"subscribe": ["AAPL"]}` or `{"subscribe": "all"}`. */
@@ -111,6 +120,7 @@ export class LiveHub {
 
   close(): Promise<void> {
     clearInterval(this.timer);
+    clearInterval(this.heartbeat);
     for (const c of this.clients) c.socket.terminate();
     this.clients.clear();
     return new Promise(resolve => this.wss.close(() => resolve()));

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { freePort } from "./ports";
+import { freePort } from "../../lib/net";
 import { ROOT, waitFor } from "./stack";
 
 /** The jars `stack/stack.sh up` fetched; the global setup runs it, so they are there. */

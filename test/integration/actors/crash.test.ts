@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { bucketTicks } from "../../../domain/aggregates";
 import { closeRelative, seededRandom } from "../../unit/domain/fixtures";
 import type { AppProcess } from "../../support/processes";
@@ -55,8 +56,6 @@ async function storedPastCommit(): Promise<number> {
   );
   return rows[0].n;
 }
-
-const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms));
 
 describe("actors process killed mid-stream", () => {
   it("stores every result exactly once and ends in the state of an uninterrupted run", async () => {

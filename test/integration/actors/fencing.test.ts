@@ -3,8 +3,9 @@ import { RedisSnapshotStore } from "../../../adapters/snapshots/redis-snapshots"
 import { migrate } from "../../../adapters/sql/migrate";
 import type { PostgresClient } from "../../../adapters/sql/postgres-client";
 import { messageKey } from "../../../domain/messages";
-import { UnavailableError } from "../../../lib/errors";
+import { UnavailableError } from "../../../domain/errors";
 import { ActorHost, SnapshotLostError } from "../../../runtime/actor-host";
+import { ResultsStore } from "../../../runtime/results-store";
 import { freshDatabase, STACK, uniqueName } from "../../support/stack";
 import {
   deleteSnapshots,
@@ -64,7 +65,7 @@ async function partition0(seed: number): Promise<Partition0> {
       cleanups.push(() => store.close());
       return new ActorHost({
         settings,
-        sql: db,
+        results: new ResultsStore(db),
         snapshots: store,
         commit: async (partition, next) => void commits.push([partition, next]),
         partitionCount: 1,

@@ -12,7 +12,7 @@ import {
   type TickResult,
 } from "../../../domain/symbol-actor";
 import { partitionForKey } from "../../../lib/partitioner";
-import { createNode, type StockNode } from "../../../lib/node";
+import { createNode, type StockNode } from "../../../app/node";
 import { seededRandom } from "../../unit/domain/fixtures";
 import { AppProcess } from "../../support/processes";
 import {

@@ -1,5 +1,5 @@
 import type { ActorView } from "../../../domain/symbol-actor";
-import type { StockNode } from "../../../lib/node";
+import type { StockNode } from "../../../app/node";
 import { waitFor } from "../../support/stack";
 import {
   actorsEnv,

@@ -18,7 +18,7 @@ import {
 } from "./harness";
 
 /**
- * The zombie of ARCHITECTURE.md: an actors process frozen (SIGSTOP, as in a long GC pause or a
+ * The zombie of docs/architecture.md ("Fencing"): an actors process frozen (SIGSTOP, as in a long GC pause or a
  * network cut) in the middle of its work for longer than the session timeout. The group gives
  * its partitions to another process, which claims them in Redis. When the frozen process wakes
  * up with its batches still in flight, it must neither overwrite the new owner's snapshots nor

@@ -1,7 +1,7 @@
 import { aggregateBuckets, bucketTicks, minuteOf } from "../../../domain/aggregates";
 import type { PriceTick } from "../../../domain/messages";
-import { createNode, type StockNode } from "../../../lib/node";
-import { freePort } from "../../support/ports";
+import { createNode, type StockNode } from "../../../app/node";
+import { freePort } from "../../../lib/net";
 import { deleteTopic, freshDatabase, STACK, testConfig, uniqueName, waitFor } from "../../support/stack";
 import { TcpProxy } from "../../support/tcp-proxy";
 import { getJson, makeTicks, postJson, referenceRun } from "./cluster-harness";

@@ -3,7 +3,7 @@ import os from "node:os";
 import path from "node:path";
 import type { ActorView } from "../../../domain/symbol-actor";
 import { AppProcess } from "../../support/processes";
-import { freePort } from "../../support/ports";
+import { freePort } from "../../../lib/net";
 import { waitFor } from "../../support/stack";
 import { getJson, makeTicks, postJson, referenceRun } from "./cluster-harness";
 

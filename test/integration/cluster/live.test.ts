@@ -1,8 +1,8 @@
 import http from "node:http";
 import { WebSocket } from "ws";
 import type { Signal, TickResult } from "../../../domain/symbol-actor";
-import { createNode, type StockNode } from "../../../lib/node";
-import { freePort } from "../../support/ports";
+import { createNode, type StockNode } from "../../../app/node";
+import { freePort } from "../../../lib/net";
 import { deleteTopic, freshDatabase, STACK, testConfig, uniqueName, waitFor } from "../../support/stack";
 import { getJson, makeTicks, postJson } from "./cluster-harness";
 

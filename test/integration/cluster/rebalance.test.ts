@@ -4,7 +4,7 @@ import pg from "pg";
 import type { ActorView } from "../../../domain/symbol-actor";
 import { partitionForKey } from "../../../lib/partitioner";
 import type { AppProcess } from "../../support/processes";
-import { freePort } from "../../support/ports";
+import { freePort } from "../../../lib/net";
 import { createTopic, deleteTopic, freshDatabase, ROOT, uniqueName, waitFor } from "../../support/stack";
 import {
   comparableView,

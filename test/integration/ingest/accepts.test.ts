@@ -28,7 +28,7 @@ import {
 jest.setTimeout(60000);
 
 /**
- * Everything the course generator can send (shared/specs/generator-contract.md) is answered 200 and
+ * Everything the course generator can send (docs/generator-contract.md) is answered 200 and
  * is in Kafka, keyed and partitioned as the actors expect, before the 200 leaves.
  */
 describe("POST /ingest accepts what the generator sends (real Kafka)", () => {

@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { StockMessage } from "../../../domain/messages";
-import { createNode, type StockNode } from "../../../lib/node";
-import { freePort } from "../../support/ports";
+import { createNode, type StockNode } from "../../../app/node";
+import { freePort } from "../../../lib/net";
 import {
   deleteTopic,
   readTopic,

@@ -17,7 +17,7 @@ jest.setTimeout(60000);
 
 /**
  * What the course generator could never send gets a 4xx whose JSON body names the field and the
- * reason, and none of it reaches Kafka (shared/specs/generator-contract.md).
+ * reason, and none of it reaches Kafka (docs/generator-contract.md).
  */
 
 const BODY_LIMIT = 16 * 1024;

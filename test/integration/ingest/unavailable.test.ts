@@ -1,5 +1,5 @@
 import { PrivateKafka } from "../../support/private-kafka";
-import { freePort } from "../../support/ports";
+import { freePort } from "../../../lib/net";
 import { AppProcess } from "../../support/processes";
 import { topicSize, uniqueName, waitFor } from "../../support/stack";
 import {

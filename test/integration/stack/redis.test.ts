@@ -1,6 +1,6 @@
 import Redis from "ioredis";
 import { RedisSnapshotStore } from "../../../adapters/snapshots/redis-snapshots";
-import { FencedError } from "../../../lib/errors";
+import { FencedError } from "../../../domain/errors";
 import { STACK, uniqueName } from "../../support/stack";
 
 describe("Redis (real)", () => {

@@ -1,5 +1,5 @@
 /**
- * Straightforward full-recompute versions of specs/indicators.md, written line by line from the formulas with
+ * Straightforward full-recompute versions of docs/indicators.md, written line by line from the formulas with
  * no running state, for the streaming classes to be checked against. Slow on purpose: clarity over speed.
  */
 

@@ -25,7 +25,7 @@ function expectAccepted(message: GeneratedMessage): void {
   if (!result.ok) throw new Error(`rejected ${JSON.stringify(message)}: ${JSON.stringify(result.issues)}`);
 }
 
-/** RSI(n) with Wilder smoothing as specs/indicators.md defines it, one value per close from index n. */
+/** RSI(n) with Wilder smoothing as docs/indicators.md defines it, one value per close from index n. */
 function rsi(closes: number[], n = 14): number[] {
   const out: number[] = [];
   let avgGain = 0;

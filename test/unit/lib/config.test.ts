@@ -1,7 +1,7 @@
 import { execFileSync } from "node:child_process";
 import path from "node:path";
 import { ALL_SERVICES, loadConfig } from "../../../lib/config";
-import { ConfigError } from "../../../lib/errors";
+import { ConfigError } from "../../../domain/errors";
 
 describe("loadConfig", () => {
   it("runs every service on embedded defaults when nothing is set", () => {

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import type { LogProducer, LogRecord } from "../../../adapters/log/types";
-import { UnavailableError } from "../../../lib/errors";
+import { UnavailableError } from "../../../domain/errors";
 import { ProduceCoalescer } from "../../../runtime/produce-coalescer";
 
 /** A producer whose calls the test completes by hand, recording what each call carried. */

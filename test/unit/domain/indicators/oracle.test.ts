@@ -5,7 +5,7 @@ import { SMA } from "../../../../domain/indicators/sma";
 import { closeRelative, randomWalk, seededRandom } from "../fixtures";
 
 /**
- * `technicalindicators` as an independent oracle (specs/indicators.md, "Reference check"). Its output arrays hold
+ * `technicalindicators` as an independent oracle (docs/indicators.md, "How the tests check the definitions"). Its output arrays hold
  * only defined values: SMA and EMA start at input index n-1, RSI at index n.
  */
 describe("indicators against the technicalindicators oracle", () => {

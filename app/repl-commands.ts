@@ -1,6 +1,7 @@
 import type { ServiceBroker } from "moleculer";
-import { ActorDirectory, type PartitionsReply } from "./actor-directory";
 import type { PartitionLag } from "../adapters/log/types";
+import type { PartitionsReply } from "../services/contracts";
+import { ActorDirectory } from "../services/gateway/actor-directory";
 
 /** A moleculer-repl custom command (moleculer-repl 0.7 shape). */
 export interface ReplCommand {

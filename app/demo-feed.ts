@@ -1,6 +1,6 @@
 import { startGenerator, type RunningGenerator } from "../generator/run";
 import type { ServiceBroker } from "moleculer";
-import type { Config } from "./config";
+import type { Config } from "../lib/config";
 
 /**
  * The built-in demo feed: our generator in `walk` model posting to this node's own gateway,

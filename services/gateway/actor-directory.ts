@@ -1,6 +1,6 @@
 import { Errors, type ServiceBroker } from "moleculer";
-import type { AssignmentEvent } from "../services/actors.service";
-import { partitionForKey } from "./partitioner";
+import { partitionForKey } from "../../lib/partitioner";
+import type { AssignmentEvent, PartitionsReply } from "../contracts";
 
 interface NodeAssignment {
   partitions: Set<number>;
@@ -9,17 +9,9 @@ interface NodeAssignment {
   learnedAt: number;
 }
 
-export interface PartitionsReply {
-  nodeID: string;
-  generation: number;
-  partitionCount: number;
-  partitions: number[];
-  actors: number;
-}
-
 /**
  * Which actors node owns which partition, so a query for a symbol goes to the node whose
- * live actor holds it (ARCHITECTURE.md, "Routing a query to the live actor"). It learns from
+ * live actor holds it (docs/architecture.md, "Routing a query to the owner"). It learns from
  * the `actors.assignment` events every actors node broadcasts after a rebalance, asks every
  * actors node directly on start-up, and forgets nodes that leave.
  */

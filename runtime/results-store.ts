@@ -1,0 +1,420 @@
+import type { SqlClient, SqlExecutor } from "../adapters/sql/types";
+import type { ReportInput } from "../domain/backtest";
+import type {
+  AggregateRow,
+  BatchOutputs,
+  DeadLetterRow,
+  EconomicRow,
+  MarketDataRow,
+  OrderBookRow,
+  SentimentRow,
+} from "./batch-outputs";
+import type { Signal } from "../domain/symbol-actor";
+
+/**
+ * The one home of every SQL statement on the results tables (ticks, minute_buckets, signals,
+ * aggregated_metrics, side data, economic_indicators, dead_letters): the engine's writes, the
+ * checks the actor host makes, and the reads the query service serves. A column change is one
+ * edit here (and a migration).
+ *
+ * Writes are idempotent: `(symbol, seq)` keys with ON CONFLICT DO NOTHING, aggregates that only
+ * move forward in tick_count, and minute buckets fed only by the ticks the same statement
+ * inserted. A replayed batch therefore changes nothing.
+ */
+export class ResultsStore {
+  constructor(private readonly db: SqlClient) {}
+
+  /**
+   * Writes one batch of actor outputs in one transaction, one multi-row statement per table.
+   * Returns the signals this write inserted: a replayed batch's signals are stored already, and
+   * must not be notified twice.
+   */
+  async write(out: BatchOutputs): Promise<{ newSignals: Signal[] }> {
+    return this.db.transaction(async tx => {
+      if (out.ticks.length > 0) await insertTicks(tx, out);
+      const inserted = await SIGNALS.insert(tx, out.signals, out.partition);
+      if (out.aggregates.length > 0) await upsertAggregates(tx, out.aggregates);
+      await ORDER_BOOK.insert(tx, out.orderBook, out.partition);
+      await SENTIMENT.insert(tx, out.sentiment, out.partition);
+      await MARKET_DATA.insert(tx, out.marketData, out.partition);
+      await ECONOMIC.insert(tx, out.economic, out.partition);
+      await DEAD_LETTERS.insert(tx, out.deadLetters, out.partition);
+      if (inserted.length === out.signals.length) return { newSignals: out.signals };
+      const isNew = new Set(inserted.map(r => `${String(r.symbol)}\u0000${String(r.seq)}`));
+      return { newSignals: out.signals.filter(s => isNew.has(`${s.symbol}\u0000${s.seq}`)) };
+    });
+  }
+
+  /** Where each symbol's first tick (seq 1) was read from, for the symbols that have one. */
+  async firstTickPlaces(symbols: string[]): Promise<{ symbol: string; partition: number; offset: number }[]> {
+    const { rows } = await this.db.query<{ symbol: string; partition: number; offset: number }>(
+      `SELECT symbol, kafka_partition AS partition, kafka_offset AS "offset"
+       FROM ticks WHERE symbol = ANY($1::text[]) AND seq = 1`,
+      [symbols],
+    );
+    return rows;
+  }
+
+  /** Every symbol seen, with its running aggregates and its latest price and indicators. */
+  async latestPerSymbol(): Promise<Record<string, unknown>[]> {
+    const { rows } = await this.db.query(
+      `SELECT a.symbol, a.tick_count, a.last_seq AS seq, a.last_timestamp, t.closing_price AS close,
+              t.moving_average AS sma, t.exponential_moving_average AS ema, t.relative_strength_index AS rsi,
+              a.total_volume, a.average_volume, a.average_opening_price, a.average_closing_price,
+              a.lowest_price, a.highest_price, a.first_timestamp, a.updated_at
+       FROM aggregated_metrics a
+       LEFT JOIN ticks t ON t.symbol = a.symbol AND t.seq = a.last_seq
+       ORDER BY a.symbol`,
+    );
+    return rows;
+  }
+
+  /** Prices and indicators of one symbol, oldest first: the last `limit` ticks within the range. */
+  async history(q: {
+    symbol: string;
+    from?: number;
+    to?: number;
+    limit: number;
+  }): Promise<Record<string, unknown>[]> {
+    const { rows } = await this.db.query(
+      `SELECT * FROM (
+         SELECT seq, "timestamp", opening_price, closing_price, high, low, volume,
+                moving_average, exponential_moving_average, relative_strength_index
+         FROM ticks
+         WHERE symbol = $1
+           AND ($2::float8 IS NULL OR "timestamp" >= to_timestamp($2))
+           AND ($3::float8 IS NULL OR "timestamp" < to_timestamp($3))
+         ORDER BY seq DESC
+         LIMIT $4
+       ) recent ORDER BY seq`,
+      [q.symbol, q.from ?? null, q.to ?? null, q.limit],
+    );
+    return rows;
+  }
+
+  /** Buy/sell signals, newest first. */
+  async signals(q: {
+    symbol?: string;
+    from?: number;
+    to?: number;
+    limit: number;
+  }): Promise<Record<string, unknown>[]> {
+    const { rows } = await this.db.query(
+      `SELECT symbol, side, rsi, price, "timestamp", seq, created_at
+       FROM signals
+       WHERE ($1::text IS NULL OR symbol = $1)
+         AND ($2::float8 IS NULL OR "timestamp" >= to_timestamp($2))
+         AND ($3::float8 IS NULL OR "timestamp" < to_timestamp($3))
+       ORDER BY "timestamp" DESC, symbol, seq DESC
+       LIMIT $4`,
+      [q.symbol ?? null, q.from ?? null, q.to ?? null, q.limit],
+    );
+    return rows;
+  }
+
+  /** A symbol's running aggregates over all its ticks; null when the symbol is unknown. */
+  async aggregates(symbol: string): Promise<Record<string, unknown> | null> {
+    const { rows } = await this.db.query(
+      `SELECT symbol, tick_count, total_volume, average_volume, average_opening_price, average_closing_price,
+              lowest_price, highest_price, first_timestamp, last_timestamp
+       FROM aggregated_metrics WHERE symbol = $1`,
+      [symbol],
+    );
+    return rows[0] ?? null;
+  }
+
+  /** Aggregates over the whole minutes from `from` (inclusive) to `to` (exclusive), from the minute buckets. */
+  async aggregatesOverMinutes(
+    symbol: string,
+    from: number | null,
+    to: number | null,
+  ): Promise<Record<string, unknown>> {
+    const { rows } = await this.db.query(
+      `SELECT $1::text AS symbol,
+              coalesce(sum(tick_count), 0)::bigint AS tick_count,
+              coalesce(sum(volume), 0)::bigint AS total_volume,
+              sum(volume)::float8 / nullif(sum(tick_count), 0) AS average_volume,
+              sum(sum_open) / nullif(sum(tick_count), 0) AS average_opening_price,
+              sum(sum_close) / nullif(sum(tick_count), 0) AS average_closing_price,
+              min(low) AS lowest_price,
+              max(high) AS highest_price,
+              min(minute) AS first_minute,
+              max(minute) AS last_minute
+       FROM minute_buckets
+       WHERE symbol = $1
+         AND ($2::float8 IS NULL OR minute >= to_timestamp($2))
+         AND ($3::float8 IS NULL OR minute < to_timestamp($3))`,
+      [symbol, from, to],
+    );
+    return rows[0];
+  }
+
+  /**
+   * What a symbol's replay report needs: its aggregates, first and last close, and every
+   * signal in order. Null when the symbol is unknown. Reads the aggregates row and two ticks by
+   * key, never a scan of the symbol's ticks.
+   */
+  async reportInput(symbol: string): Promise<ReportInput | null> {
+    const { rows } = await this.db.query<{
+      tick_count: number;
+      first_ts: number | null;
+      last_ts: number | null;
+      lowest_price: number | null;
+      highest_price: number | null;
+      first_close: number | null;
+      last_close: number | null;
+    }>(
+      `SELECT a.tick_count,
+              extract(epoch FROM a.first_timestamp)::float8 AS first_ts,
+              extract(epoch FROM a.last_timestamp)::float8 AS last_ts,
+              a.lowest_price, a.highest_price,
+              (SELECT closing_price FROM ticks WHERE symbol = a.symbol AND seq = 1) AS first_close,
+              (SELECT closing_price FROM ticks WHERE symbol = a.symbol AND seq = a.last_seq) AS last_close
+       FROM aggregated_metrics a WHERE a.symbol = $1`,
+      [symbol],
+    );
+    if (rows.length === 0) return null;
+    const a = rows[0];
+    const signals = await this.db.query<{ seq: number; side: Signal["side"]; price: number; ts: number }>(
+      `SELECT seq, side, price, extract(epoch FROM "timestamp")::float8 AS ts
+       FROM signals WHERE symbol = $1 ORDER BY seq`,
+      [symbol],
+    );
+    return {
+      symbol,
+      tickCount: a.tick_count,
+      firstTimestamp: a.first_ts,
+      lastTimestamp: a.last_ts,
+      lowestPrice: a.lowest_price,
+      highestPrice: a.highest_price,
+      firstClose: a.first_close,
+      lastClose: a.last_close,
+      signals: signals.rows.map(s => ({ seq: s.seq, side: s.side, price: s.price, timestamp: s.ts })),
+    };
+  }
+}
+
+function column<T, V>(rows: readonly T[], pick: (row: T) => V): V[] {
+  const values = new Array<V>(rows.length);
+  for (let i = 0; i < rows.length; i++) values[i] = pick(rows[i]);
+  return values;
+}
+
+interface Column<T> {
+  name: string;
+  /** Postgres element type of the unnested array. */
+  type: string;
+  value: (row: T) => unknown;
+  /** How the unnested value becomes the column's value (e.g. epoch seconds to timestamptz). */
+  as?: (ref: string) => string;
+}
+
+/**
+ * One idempotent multi-row INSERT: the rows' columns as arrays expanded with unnest, plus the
+ * batch's partition where the table records it, skipping rows whose key exists. The statement
+ * text is built once; it returns the conflict key of each row it inserted.
+ */
+class UnnestInsert<T> {
+  private readonly text: string;
+
+  constructor(
+    table: string,
+    private readonly columns: Column<T>[],
+    conflictKey: string,
+    private readonly withPartition = false,
+  ) {
+    const names = columns.map(c => c.name);
+    const arrays = columns.map((c, i) => `$${i + 1}::${c.type}[]`);
+    const values = columns.map(c => (c.as ? c.as(c.name) : c.name));
+    if (withPartition) {
+      names.push("kafka_partition");
+      values.push(`$${columns.length + 1}::integer`);
+    }
+    this.text =
+      `INSERT INTO ${table} (${names.join(", ")}) ` +
+      `SELECT ${values.join(", ")} FROM unnest(${arrays.join(", ")}) AS i(${columns.map(c => c.name).join(", ")}) ` +
+      `ON CONFLICT (${conflictKey}) DO NOTHING RETURNING ${conflictKey}`;
+  }
+
+  async insert(tx: SqlExecutor, rows: readonly T[], partition: number): Promise<Record<string, unknown>[]> {
+    if (rows.length === 0) return [];
+    const params: unknown[] = this.columns.map(c => column(rows, c.value));
+    if (this.withPartition) params.push(partition);
+    return (await tx.query<Record<string, unknown>>(this.text, params)).rows;
+  }
+}
+
+const timestamp = (ref: string) => `to_timestamp(${ref})`;
+
+/**
+ * Postgres text cannot hold NUL characters: a message carrying one would fail its whole batch,
+ * again on every retry, and stall the partition behind it. Stored as U+FFFD, as Node already
+ * does with bytes that are not UTF-8.
+ */
+function storableText(s: string | null): string | null {
+  return s === null || !s.includes("\u0000") ? s : s.replaceAll("\u0000", "\ufffd");
+}
+
+const SIGNALS = new UnnestInsert<Signal>(
+  "signals",
+  [
+    { name: "symbol", type: "text", value: r => r.symbol },
+    { name: "side", type: "text", value: r => r.side },
+    { name: "rsi", type: "float8", value: r => r.rsi },
+    { name: "price", type: "float8", value: r => r.price },
+    { name: '"timestamp"', type: "float8", value: r => r.timestamp, as: timestamp },
+    { name: "seq", type: "bigint", value: r => r.seq },
+  ],
+  "symbol, seq",
+);
+
+const ORDER_BOOK = new UnnestInsert<OrderBookRow>(
+  "order_book",
+  [
+    { name: "symbol", type: "text", value: r => r.symbol },
+    { name: "side_seq", type: "bigint", value: r => r.sideSeq },
+    { name: "order_type", type: "text", value: r => r.orderType },
+    { name: "price", type: "float8", value: r => r.price },
+    { name: "quantity", type: "bigint", value: r => r.quantity },
+    { name: '"timestamp"', type: "float8", value: r => r.timestamp, as: timestamp },
+  ],
+  "symbol, side_seq",
+);
+
+const SENTIMENT = new UnnestInsert<SentimentRow>(
+  "news_sentiment",
+  [
+    { name: "symbol", type: "text", value: r => r.symbol },
+    { name: "side_seq", type: "bigint", value: r => r.sideSeq },
+    { name: "sentiment_score", type: "float8", value: r => r.score },
+    { name: "sentiment_magnitude", type: "float8", value: r => r.magnitude },
+    { name: '"timestamp"', type: "float8", value: r => r.timestamp, as: timestamp },
+  ],
+  "symbol, side_seq",
+);
+
+const MARKET_DATA = new UnnestInsert<MarketDataRow>(
+  "market_data",
+  [
+    { name: "symbol", type: "text", value: r => r.symbol },
+    { name: "side_seq", type: "bigint", value: r => r.sideSeq },
+    { name: "market_cap", type: "float8", value: r => r.marketCap },
+    { name: "pe_ratio", type: "float8", value: r => r.peRatio },
+    { name: '"timestamp"', type: "float8", value: r => r.timestamp, as: timestamp },
+  ],
+  "symbol, side_seq",
+);
+
+const ECONOMIC = new UnnestInsert<EconomicRow>(
+  "economic_indicators",
+  [
+    { name: "indicator_name", type: "text", value: r => r.name },
+    { name: "value", type: "float8", value: r => r.value },
+    { name: '"timestamp"', type: "float8", value: r => r.timestamp, as: timestamp },
+    { name: "kafka_offset", type: "bigint", value: r => r.offset },
+  ],
+  "kafka_partition, kafka_offset",
+  true,
+);
+
+const DEAD_LETTERS = new UnnestInsert<DeadLetterRow>(
+  "dead_letters",
+  [
+    { name: "kafka_offset", type: "bigint", value: r => r.offset },
+    { name: "message_key", type: "text", value: r => storableText(r.key) },
+    { name: "payload", type: "text", value: r => storableText(r.payload) },
+    { name: "reason", type: "text", value: r => storableText(r.reason) },
+  ],
+  "kafka_partition, kafka_offset",
+  true,
+);
+
+async function insertTicks(tx: SqlExecutor, out: BatchOutputs): Promise<void> {
+  const t = out.ticks;
+  await tx.query(
+    `WITH input AS (
+       SELECT * FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[], $6::float8[],
+                            $7::float8[], $8::bigint[], $9::float8[], $10::float8[], $11::float8[], $12::bigint[],
+                            $13::float8[])
+         AS i(symbol, seq, ts, open, close, high, low, volume, sma, ema, rsi, kafka_offset, log_ms)
+     ),
+     inserted AS (
+       INSERT INTO ticks (symbol, seq, "timestamp", opening_price, closing_price, high, low, volume,
+                          moving_average, exponential_moving_average, relative_strength_index,
+                          kafka_partition, kafka_offset, log_timestamp)
+       SELECT symbol, seq, to_timestamp(ts), open, close, high, low, volume, sma, ema, rsi,
+              $14::integer, kafka_offset, to_timestamp(log_ms / 1000.0)
+       FROM input
+       ON CONFLICT (symbol, seq) DO NOTHING
+       RETURNING symbol, seq, "timestamp", opening_price, closing_price, high, low, volume
+     )
+     INSERT INTO minute_buckets AS b (symbol, minute, open, open_seq, close, close_seq, low, high, volume,
+                                      tick_count, sum_open, sum_close)
+     SELECT symbol, to_timestamp(floor(extract(epoch FROM "timestamp") / 60) * 60) AS minute,
+            (array_agg(opening_price ORDER BY seq))[1], min(seq),
+            (array_agg(closing_price ORDER BY seq DESC))[1], max(seq),
+            min(low), max(high), sum(volume), count(*), sum(opening_price), sum(closing_price)
+     FROM inserted
+     GROUP BY symbol, minute
+     ON CONFLICT (symbol, minute) DO UPDATE SET
+       open       = CASE WHEN excluded.open_seq < b.open_seq THEN excluded.open ELSE b.open END,
+       open_seq   = LEAST(b.open_seq, excluded.open_seq),
+       close      = CASE WHEN excluded.close_seq > b.close_seq THEN excluded.close ELSE b.close END,
+       close_seq  = GREATEST(b.close_seq, excluded.close_seq),
+       low        = LEAST(b.low, excluded.low),
+       high       = GREATEST(b.high, excluded.high),
+       volume     = b.volume + excluded.volume,
+       tick_count = b.tick_count + excluded.tick_count,
+       sum_open   = b.sum_open + excluded.sum_open,
+       sum_close  = b.sum_close + excluded.sum_close`,
+    [
+      column(t, r => r.symbol),
+      column(t, r => r.seq),
+      column(t, r => r.timestamp),
+      column(t, r => r.open),
+      column(t, r => r.close),
+      column(t, r => r.high),
+      column(t, r => r.low),
+      column(t, r => r.volume),
+      column(t, r => r.sma),
+      column(t, r => r.ema),
+      column(t, r => r.rsi),
+      column(t, r => r.offset),
+      column(t, r => r.logTimestamp),
+      out.partition,
+    ],
+  );
+}
+
+async function upsertAggregates(tx: SqlExecutor, rows: AggregateRow[]): Promise<void> {
+  await tx.query(
+    `INSERT INTO aggregated_metrics AS a (symbol, total_volume, average_volume, average_opening_price,
+       average_closing_price, lowest_price, highest_price, tick_count, first_timestamp, last_timestamp, last_seq, updated_at)
+     SELECT symbol, total_volume, average_volume, average_open, average_close, lowest, highest, tick_count,
+            to_timestamp(first_ts), to_timestamp(last_ts), last_seq, now()
+     FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[],
+                 $8::bigint[], $9::float8[], $10::float8[], $11::bigint[])
+       AS i(symbol, total_volume, average_volume, average_open, average_close, lowest, highest, tick_count,
+            first_ts, last_ts, last_seq)
+     ON CONFLICT (symbol) DO UPDATE SET
+       total_volume = excluded.total_volume, average_volume = excluded.average_volume,
+       average_opening_price = excluded.average_opening_price, average_closing_price = excluded.average_closing_price,
+       lowest_price = excluded.lowest_price, highest_price = excluded.highest_price, tick_count = excluded.tick_count,
+       first_timestamp = excluded.first_timestamp, last_timestamp = excluded.last_timestamp,
+       last_seq = excluded.last_seq, updated_at = excluded.updated_at
+     WHERE a.tick_count < excluded.tick_count`,
+    [
+      column(rows, r => r.symbol),
+      column(rows, r => r.totalVolume),
+      column(rows, r => r.averageVolume),
+      column(rows, r => r.averageOpen),
+      column(rows, r => r.averageClose),
+      column(rows, r => r.lowest),
+      column(rows, r => r.highest),
+      column(rows, r => r.tickCount),
+      column(rows, r => r.firstTimestamp),
+      column(rows, r => r.lastTimestamp),
+      column(rows, r => r.lastSeq),
+    ],
+  );
+}

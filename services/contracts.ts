@@ -1,0 +1,65 @@
+/**
+ * What services say to each other. Services never import one another: they talk through
+ * Moleculer actions and events, and both sides of each conversation import its payload types
+ * from here. The shared deps type lives here too, so every service factory has one signature.
+ */
+import type { Resources } from "../adapters/resources";
+import type { Signal, TickResult } from "../domain/symbol-actor";
+import type { Config } from "../lib/config";
+
+/** What the composition root hands every service factory. */
+export interface ServiceDeps {
+  config: Config;
+  resources: Resources;
+}
+
+// ---- ingest ------------------------------------------------------------------------------
+
+/** `ingest.push`: the decoded items of one request, accepted whole or not at all. */
+export interface IngestParams {
+  items: unknown[];
+}
+
+export interface IngestResult {
+  accepted: number;
+}
+
+// ---- actors ------------------------------------------------------------------------------
+
+/** Event `actors.assignment` (broadcast on every assignment), so gateways can route a symbol's query to its owner. */
+export interface AssignmentEvent {
+  nodeID: string;
+  partitions: number[];
+  generation: number;
+  partitionCount: number;
+}
+
+/** Event `stock.analysed` (broadcast after each durable batch): the newest tick per symbol, and the batch's signals. */
+export interface AnalysedEvent {
+  nodeID: string;
+  partition: number;
+  ticks: TickResult[];
+  signals: Signal[];
+}
+
+/** Event `stock.signals` (emitted, balanced: one notifier node handles each). */
+export interface SignalsEvent {
+  signals: Signal[];
+}
+
+/** Answer of `actors.partitions`: what one actors node owns. */
+export interface PartitionsReply {
+  nodeID: string;
+  generation: number;
+  partitionCount: number;
+  partitions: number[];
+  actors: number;
+}
+
+// ---- notifier ----------------------------------------------------------------------------
+
+/** Event `notifier.signal` (broadcast to every gateway, which pushes it to its WebSocket clients). */
+export interface SignalNotification {
+  signal: Signal;
+  message: string;
+}
