@@ -2,6 +2,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { loadConfig } from "../../../lib/config";
 import { METRIC } from "../../../lib/metrics";
+import { envOf, parseCompose } from "./compose";
 import { exportedSeries, metricsEndpoint, TARGET_LABELS } from "./metric-series";
 import { labelValuesQuery, promReferences } from "./promql";
 import { listFiles, readText, readYamlDocuments, rel, ROOT } from "./repo-files";
@@ -174,7 +175,7 @@ describe("Grafana provisioning (grafana/provisioning)", () => {
     expect(dashboardFiles.length).toBeGreaterThanOrEqual(2);
   });
 
-  it("documents every environment variable the provisioning files use in docker-compose.yml and the README", () => {
+  it("documents every environment variable the provisioning files use in compose.yaml and the README", () => {
     const used = new Set<string>();
     for (const f of [...provisioningFiles("datasources"), ...provisioningFiles("dashboards")]) {
       for (const m of fs.readFileSync(f, "utf8").matchAll(/\$\{(\w+)\}|\$(\w+)/g)) {
@@ -182,10 +183,7 @@ describe("Grafana provisioning (grafana/provisioning)", () => {
         if (!(m[1] ?? m[2]).startsWith("__")) used.add(m[1] ?? m[2]);
       }
     }
-    const compose = readYamlDocuments(path.join(GRAFANA, "docker-compose.yml"))[0].value as {
-      services: Record<string, { environment?: Record<string, string> }>;
-    };
-    const env = Object.keys(compose.services.grafana.environment ?? {});
+    const env = Object.keys(envOf(parseCompose(readText("compose.yaml")).services.grafana));
     const readme = readText("grafana/README.md");
     for (const name of used) {
       expect({ name, compose: env.includes(name), readme: readme.includes(name) }).toEqual({
