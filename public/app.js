@@ -1,201 +1,388 @@
-"use strict";
-// The live dashboard: symbols from /api/symbols, history from /api/symbols/:symbol/history,
-// updates over the /ws WebSocket (coalesced ticks and signal notifications).
+// The live dashboard. REST (README "API") gives the state on load and after every reconnect;
+// the /ws WebSocket keeps it current: `ticks` (the newest tick per symbol, every 250 ms at
+// most) and `signal` messages. This module wires the views together; each view is in js/.
 
-const state = { symbols: new Map(), selected: null, history: [], ws: null };
-const $ = sel => document.querySelector(sel);
-const fmt = (v, digits = 2) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
+import { api, liveTick, toSignal } from "./js/api.js";
+import { CandleBook } from "./js/candles.js";
+import { ClusterView } from "./js/cluster-view.js";
+import { LiveConnection } from "./js/connection.js";
+import { fmt, setText, timeZone } from "./js/dom.js";
+import { PriceChart } from "./js/price-chart.js";
+import { SignalsFeed } from "./js/signals-feed.js";
+import { SymbolsTable } from "./js/symbols-table.js";
 
-async function getJson(path) {
-  const res = await fetch(path);
-  if (!res.ok) throw new Error(`${path}: ${res.status}`);
-  return res.json();
-}
+const $ = id => document.getElementById(id);
+const CLUSTER_POLL_MS = 3000;
+const CLUSTER_POLL_HIDDEN_MS = 15000;
+const GAP_FILL_EVERY_MS = 1000;
+const HISTORY_TICKS = 5000;
+const SIGNALS_PER_SYMBOL = 1000;
 
-function rsiClass(rsi) {
-  if (rsi === null || rsi === undefined) return "";
-  if (rsi < 30) return "oversold";
-  if (rsi > 70) return "overbought";
-  return "";
-}
+const state = {
+  selected: null,
+  book: new CandleBook(),
+  /** The selected symbol's signals: the chart's markers. */
+  signals: [],
+  /** While a symbol's history loads, its live ticks and signals wait here, then merge by seq. */
+  loading: null,
+  thresholds: { oversold: 30, overbought: 70 },
+  gapFill: null,
+  gapFrom: null,
+  lastGapFill: 0,
+  ready: false,
+  /** From a reconnect until the REST state is reloaded: what the page holds may be gone from the server. */
+  resyncing: false,
+};
 
-function renderTable() {
-  const body = $("#symbols tbody");
-  const rows = [...state.symbols.values()].sort((a, b) => a.symbol.localeCompare(b.symbol));
-  body.replaceChildren(
-    ...rows.map(s => {
-      const tr = document.createElement("tr");
-      if (s.symbol === state.selected) tr.className = "selected";
-      const cells = [
-        s.symbol,
-        fmt(s.close),
-        fmt(s.sma),
-        fmt(s.ema),
-        fmt(s.rsi, 1),
-        s.tick_count ?? "–",
-        fmt(s.average_volume, 0),
-        `${fmt(s.lowest_price)} / ${fmt(s.highest_price)}`,
-      ];
-      cells.forEach((text, i) => {
-        const td = document.createElement("td");
-        td.textContent = text;
-        if (i === 4) td.className = rsiClass(s.rsi);
-        tr.appendChild(td);
-      });
-      tr.addEventListener("click", () => select(s.symbol));
-      return tr;
-    }),
-  );
-}
+/** Null until the chart library has loaded; the table, feed and cluster work without it. */
+let chart = null;
 
-function drawLines(canvas, series, options) {
-  const ctx = canvas.getContext("2d");
-  const { width, height } = canvas;
-  ctx.clearRect(0, 0, width, height);
-  const values = series.flatMap(s => s.points.filter(v => v !== null));
-  if (values.length === 0) return;
-  let min = options.min ?? Math.min(...values);
-  let max = options.max ?? Math.max(...values);
-  if (max === min) max = min + 1;
-  const n = Math.max(...series.map(s => s.points.length));
-  const x = i => (n <= 1 ? width / 2 : (i / (n - 1)) * (width - 20) + 10);
-  const y = v => height - 10 - ((v - min) / (max - min)) * (height - 20);
-  for (const level of options.levels ?? []) {
-    ctx.strokeStyle = "#3a4560";
-    ctx.setLineDash([4, 4]);
-    ctx.beginPath();
-    ctx.moveTo(0, y(level));
-    ctx.lineTo(width, y(level));
-    ctx.stroke();
-    ctx.setLineDash([]);
-  }
-  for (const s of series) {
-    ctx.strokeStyle = s.color;
-    ctx.lineWidth = 1.6;
-    ctx.beginPath();
-    let started = false;
-    s.points.forEach((v, i) => {
-      if (v === null) return;
-      if (started) ctx.lineTo(x(i), y(v));
-      else ctx.moveTo(x(i), y(v));
-      started = true;
-    });
-    ctx.stroke();
-  }
-  ctx.fillStyle = "#8691a8";
-  ctx.fillText(fmt(max), 4, 12);
-  ctx.fillText(fmt(min), 4, height - 2);
-}
+const table = new SymbolsTable({
+  table: $("symbols"),
+  search: $("search"),
+  count: $("symbols-count"),
+  onSelect: symbol => void selectSymbol(symbol),
+});
+const feed = new SignalsFeed({
+  list: $("signals"),
+  toasts: $("toasts"),
+  onSelect: symbol => void selectSymbol(symbol),
+});
+const cluster = new ClusterView({ root: $("cluster"), summary: $("cluster-summary") });
+const connection = new LiveConnection({ onState: showConnection, onMessage, onOpen });
 
-function renderChart() {
-  const css = getComputedStyle(document.documentElement);
-  const color = name => css.getPropertyValue(name).trim();
-  const h = state.history;
-  drawLines(
-    $("#price"),
-    [
-      { color: color("--price"), points: h.map(t => t.close) },
-      { color: color("--sma"), points: h.map(t => t.sma) },
-      { color: color("--ema"), points: h.map(t => t.ema) },
-    ],
-    {},
-  );
-  drawLines($("#rsi"), [{ color: color("--sma"), points: h.map(t => t.rsi) }], {
-    min: 0,
-    max: 100,
-    levels: [30, 70],
-  });
-}
+const num = v => (v === null || v === undefined ? null : Number(v));
 
-async function select(symbol) {
-  state.selected = symbol;
-  $("#chart-title").textContent = `${symbol}: price (blue), SMA (yellow), EMA (purple)`;
-  renderTable();
-  const history = await getJson(`api/symbols/${encodeURIComponent(symbol)}/history?limit=300`);
-  state.history = history.ticks.map(t => ({
-    seq: t.seq,
-    close: t.closing_price,
-    sma: t.moving_average,
-    ema: t.exponential_moving_average,
-    rsi: t.relative_strength_index,
-  }));
-  renderChart();
+/** The symbol named by the URL (`/#AAPL`), or null when the fragment is not a ticker. */
+function symbolFromHash() {
+  let text;
   try {
-    const live = await getJson(`api/symbols/${encodeURIComponent(symbol)}`);
-    $("#live-state").textContent =
-      `live actor on node ${live.nodeID}, partition ${live.partition}, ${live.state.seq} ticks, last offset ${live.state.lastOffset}`;
-  } catch (err) {
-    $("#live-state").textContent = `live state unavailable: ${err.message}`;
+    text = decodeURIComponent(location.hash.slice(1)).toUpperCase();
+  } catch {
+    return null;
   }
+  // TICKER_PATTERN of the ingest schema (domain/messages.ts): anything else has no data to show.
+  return /^[A-Z0-9]{1,10}(?:[.-][A-Z0-9]{1,6}){0,2}$/.test(text) ? text : null;
+}
+
+/**
+ * Retries a load while the server answers 503 or cannot be reached: a restarted node accepts
+ * the WebSocket as soon as it listens, a moment before its query and actors services are up.
+ */
+async function retrying(load, attempts = 6) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await load();
+    } catch (err) {
+      const retryable = err.status === 503 || err instanceof TypeError;
+      if (!retryable || attempt >= attempts) throw err;
+      await new Promise(resolve => setTimeout(resolve, 250 * 2 ** attempt));
+    }
+  }
+}
+
+// ---- selection and history --------------------------------------------------------------
+
+async function selectSymbol(symbol) {
+  if (!symbol) return;
+  state.selected = symbol;
+  table.select(symbol);
+  setText($("chart-title"), `${symbol} · 1-minute candles`);
+  $("chart").setAttribute("aria-label", `Price chart of ${symbol}`);
+  if (symbolFromHash() !== symbol) window.history.replaceState(null, "", `#${encodeURIComponent(symbol)}`);
+  await Promise.all([loadSelected(), loadLiveState(symbol)]);
+}
+
+async function loadSelected() {
+  const symbol = state.selected;
+  const loading = { symbol, ticks: [], signals: [] };
+  state.loading = loading;
+  showChartMessage(`Loading ${symbol}…`);
+  try {
+    const [ticks, signals] = await retrying(() =>
+      Promise.all([
+        api.history(symbol, { limit: HISTORY_TICKS }),
+        api.signals({ symbol, limit: SIGNALS_PER_SYMBOL }),
+      ]),
+    );
+    if (state.loading !== loading) return;
+    const book = new CandleBook();
+    book.addAll(ticks);
+    book.addAll(loading.ticks);
+    const known = new Set(signals.map(s => s.seq));
+    state.book = book;
+    state.signals = [...signals, ...loading.signals.filter(s => !known.has(s.seq))];
+    state.loading = null;
+    drawChart();
+  } catch (err) {
+    if (state.loading !== loading) return;
+    state.loading = null;
+    showChartMessage(`Could not load ${symbol}: ${err.message}`);
+    console.warn(err);
+  }
+}
+
+async function loadLiveState(symbol, { retry = true } = {}) {
+  // Only a symbol with results has a live actor: asking for another one is a 404 in the console.
+  if (!table.has(symbol)) {
+    setText($("live-state"), `No live actor holds ${symbol} yet.`);
+    return;
+  }
+  try {
+    const live = await (retry ? retrying(() => api.liveState(symbol)) : api.liveState(symbol));
+    const s = live.state.settings;
+    if (s) setThresholds({ oversold: s.rsiOversold, overbought: s.rsiOverbought });
+    if (symbol !== state.selected) return;
+    setText(
+      $("live-state"),
+      `Live actor on node ${live.nodeID}, partition ${live.partition}: ${fmt.whole(live.state.seq)} ticks applied, last offset ${live.state.lastOffset}.`,
+    );
+  } catch (err) {
+    if (symbol !== state.selected) return;
+    setText(
+      $("live-state"),
+      err.status === 404
+        ? `No live actor holds ${symbol} yet.`
+        : `Live actor state unavailable: ${err.message}`,
+    );
+  }
+}
+
+function setThresholds(thresholds) {
+  const { oversold, overbought } = state.thresholds;
+  if (thresholds.oversold === oversold && thresholds.overbought === overbought) return;
+  state.thresholds = thresholds;
+  table.setThresholds(thresholds);
+  chart?.setThresholds(thresholds);
+}
+
+function drawChart() {
+  if (!chart || !state.selected) return;
+  chart.show(state.selected, state.book, state.signals);
+  showChartMessage(state.book.tickCount === 0 ? `No ticks for ${state.selected} yet.` : null);
+}
+
+function showChartMessage(text) {
+  const message = $("chart-message");
+  message.hidden = text === null;
+  if (text !== null) setText(message, text);
+}
+
+/**
+ * The WebSocket sends only the newest tick per symbol per flush: a seq that jumps means ticks
+ * were coalesced away. Their candles' volume, high and low need them, so they come from REST.
+ */
+function scheduleGapFill(from) {
+  state.gapFrom = Math.min(state.gapFrom ?? from, from);
+  if (state.gapFill) return;
+  const wait = Math.max(0, state.lastGapFill + GAP_FILL_EVERY_MS - Date.now());
+  state.gapFill = new Promise(resolve => setTimeout(resolve, wait))
+    .then(async () => {
+      const { selected: symbol, book } = state;
+      const since = state.gapFrom;
+      state.gapFrom = null;
+      const ticks = await api.history(symbol, { from: since, limit: 10000 });
+      if (state.selected !== symbol || state.book !== book) return;
+      book.addAll(ticks);
+      drawChart();
+    })
+    .catch(err => console.warn("gap fill failed", err))
+    .finally(() => {
+      state.lastGapFill = Date.now();
+      state.gapFill = null;
+    });
+}
+
+// ---- live updates -----------------------------------------------------------------------
+
+function onMessage(message) {
+  if (message.type === "ticks") onTicks(message.ticks);
+  else if (message.type === "signal") onSignal(toSignal(message.signal), message.message);
 }
 
 function onTicks(ticks) {
-  for (const t of ticks) {
-    const row = state.symbols.get(t.symbol) ?? { symbol: t.symbol };
-    Object.assign(row, { close: t.close, sma: t.sma, ema: t.ema, rsi: t.rsi, tick_count: t.seq });
-    state.symbols.set(t.symbol, row);
-    if (t.symbol === state.selected && (state.history.length === 0 || state.history.at(-1).seq < t.seq)) {
-      state.history.push({ seq: t.seq, close: t.close, sma: t.sma, ema: t.ema, rsi: t.rsi });
-      if (state.history.length > 300) state.history.shift();
-      renderChart();
-    }
+  const selectedWasKnown = state.selected !== null && table.has(state.selected);
+  for (const raw of ticks) {
+    const tick = liveTick(raw);
+    table.upsert(raw.symbol, {
+      close: tick.close,
+      sma: tick.sma,
+      ema: tick.ema,
+      rsi: tick.rsi,
+      ticks: tick.seq,
+    });
+    if (state.loading?.symbol === raw.symbol) state.loading.ticks.push(tick);
+    else if (state.selected === raw.symbol) applyLiveTick(tick);
   }
-  renderTable();
+  // An empty dashboard opens the first symbol that appears (not before the first load chose one).
+  if (state.ready && !state.selected && ticks.length > 0) void selectSymbol(table.symbols().sort()[0]);
+  else if (!selectedWasKnown && table.has(state.selected)) void loadLiveState(state.selected);
 }
 
-function addSignal(signal, message) {
-  const li = document.createElement("li");
-  li.className = signal.side;
-  li.textContent =
-    message ??
-    `${signal.side.toUpperCase()} ${signal.symbol} at ${fmt(signal.price)} (RSI ${fmt(signal.rsi, 1)})`;
-  const list = $("#signals");
-  list.prepend(li);
-  while (list.children.length > 50) list.lastChild.remove();
+function applyLiveTick(tick) {
+  const book = state.book;
+  const previous = book.lastTime;
+  const gap = book.lastSeq > 0 && tick.seq > book.lastSeq + 1;
+  const bucket = book.add(tick);
+  if (bucket !== null && chart) {
+    chart.updateBucket(bucket);
+    showChartMessage(null);
+  }
+  if (gap) scheduleGapFill(previous);
 }
 
-function connect() {
-  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
-  state.ws = ws;
-  ws.onopen = () => {
-    $("#status").textContent = "live";
-    $("#status").className = "status online";
-  };
-  ws.onclose = () => {
-    $("#status").textContent = "reconnecting…";
-    $("#status").className = "status offline";
-    setTimeout(connect, 2000);
-  };
-  ws.onmessage = event => {
-    const msg = JSON.parse(event.data);
-    if (msg.type === "ticks") onTicks(msg.ticks);
-    else if (msg.type === "signal") addSignal(msg.signal, msg.message);
-  };
+function onSignal(signal, message) {
+  feed.add(signal, message);
+  table.setSignal(signal);
+  if (state.loading?.symbol === signal.symbol) state.loading.signals.push(signal);
+  else if (state.selected === signal.symbol && !state.signals.some(s => s.seq === signal.seq)) {
+    state.signals.push(signal);
+    chart?.addSignal(signal);
+  }
 }
 
-async function refreshCluster() {
+/** Every reconnect reloads what the REST API knows: the server may have restarted, lost or gained data. */
+function onOpen(opens) {
+  if (opens === 1) return;
+  state.resyncing = true;
+  void loadOverview()
+    .catch(err => console.warn("reload after reconnect failed", err))
+    .then(() => {
+      state.resyncing = false;
+      if (state.selected) return selectSymbol(state.selected);
+    });
+}
+
+function showConnection(status, detail) {
+  const badge = $("connection");
+  badge.dataset.state = status;
+  setText(badge, { connecting: "connecting…", live: "live", reconnecting: "reconnecting…" }[status]);
+  badge.title =
+    status === "live"
+      ? "Receiving live updates over /ws"
+      : detail.nextRetryAt
+        ? `${status === "connecting" ? "Cannot reach /ws yet" : "Connection lost"}; attempt ${detail.attempt}, next try at ${fmt.clock(detail.nextRetryAt / 1000)}`
+        : "Opening /ws";
+  pollCluster();
+}
+
+// ---- overview and cluster ---------------------------------------------------------------
+
+async function loadOverview() {
+  const [rows, signals] = await retrying(() => Promise.all([api.symbols(), api.signals({ limit: 500 })]));
+  const lastSignal = new Map();
+  for (const s of signals) if (!lastSignal.has(s.symbol)) lastSignal.set(s.symbol, s);
+  table.replaceAll(
+    rows.map(r => ({
+      symbol: r.symbol,
+      close: num(r.close),
+      sma: num(r.sma),
+      ema: num(r.ema),
+      rsi: num(r.rsi),
+      ticks: num(r.tick_count),
+      signal: lastSignal.get(r.symbol) ?? null,
+    })),
+  );
+  feed.replaceAll(signals.slice(0, 100));
+}
+
+let clusterPoll = 0;
+let clusterTimer = null;
+
+/** Polls /api/cluster while the live connection is up (when it is down, so is the gateway's answer). */
+function pollCluster() {
+  const poll = ++clusterPoll;
+  window.clearTimeout(clusterTimer);
+  if (connection.state !== "live") {
+    if (cluster.last) cluster.stale("Not refreshed while the live connection is down.");
+    return;
+  }
+  // The selected symbol's live actor (its node, partition, progress) is refreshed on the same beat.
+  if (state.selected && !state.loading && !state.resyncing)
+    void loadLiveState(state.selected, { retry: false });
+  api
+    .cluster()
+    .then(c => poll === clusterPoll && cluster.update(c))
+    .catch(err => poll === clusterPoll && cluster.stale(`Cluster view unavailable: ${err.message}`))
+    .finally(() => {
+      if (poll === clusterPoll)
+        clusterTimer = setTimeout(pollCluster, document.hidden ? CLUSTER_POLL_HIDDEN_MS : CLUSTER_POLL_MS);
+    });
+}
+
+// ---- start ------------------------------------------------------------------------------
+
+async function loadChart() {
   try {
-    const c = await getJson("api/cluster");
-    const actors = c.actors
-      .map(a => `${a.nodeID}: ${a.partitions.length} partitions, ${a.actors} actors`)
-      .join(" · ");
-    $("#cluster").textContent = `${c.nodes.length} node(s) · ${actors}`;
-  } catch {
-    $("#cluster").textContent = "";
+    const lib = await import("./vendor/lightweight-charts.mjs");
+    chart = new PriceChart(lib, $("chart"), $("chart-legend"));
+    chart.setThresholds(state.thresholds);
+    if (state.selected && !state.loading) drawChart();
+  } catch (err) {
+    showChartMessage(`The chart library could not be loaded: ${err.message}`);
+    console.warn(err);
   }
+}
+
+function wireControls() {
+  const actions = {
+    "zoom-in": () => chart?.zoom(0.7),
+    "zoom-out": () => chart?.zoom(1 / 0.7),
+    fit: () => chart?.fit(),
+    latest: () => chart?.latest(),
+  };
+  for (const button of document.querySelectorAll(".chart-tools [data-action]"))
+    button.addEventListener("click", () => actions[button.dataset.action]());
+  document.addEventListener("keydown", event => {
+    const typing = event.target.closest?.("input, textarea, select, [contenteditable]");
+    if (event.key === "/" && !typing) {
+      event.preventDefault();
+      $("search").focus();
+    }
+  });
+  window.addEventListener("hashchange", () => {
+    const symbol = symbolFromHash();
+    if (symbol && symbol !== state.selected) void selectSymbol(symbol);
+  });
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) pollCluster();
+  });
+}
+
+/** Read-only figures for the browser tests (test/integration/dashboard). */
+function exposeTestHook() {
+  const snapshot = () => ({
+    ready: state.ready,
+    connection: connection.state,
+    selected: state.selected,
+    symbols: table.symbols().sort(),
+    signals: feed.items.length,
+    thresholds: { ...state.thresholds },
+    chart: chart ? chart.describe() : null,
+    cluster: cluster.describe(),
+    timeZone,
+  });
+  Object.defineProperty(window, "__dashboard", { value: Object.freeze({ snapshot }) });
 }
 
 async function start() {
-  for (const s of await getJson("api/symbols")) state.symbols.set(s.symbol, s);
-  renderTable();
-  const signals = await getJson("api/signals?limit=20");
-  for (const s of signals.reverse()) addSignal({ ...s, timestamp: s.timestamp });
-  if (state.symbols.size > 0) await select([...state.symbols.keys()].sort()[0]);
-  connect();
-  refreshCluster();
-  setInterval(refreshCluster, 5000);
+  setText($("time-zone"), timeZone);
+  wireControls();
+  exposeTestHook();
+  // The socket opens at once, whatever the REST calls below do: the badge reports the socket only.
+  connection.start();
+  const chartLoaded = loadChart();
+  try {
+    await loadOverview();
+  } catch (err) {
+    showChartMessage(`Could not load the symbols: ${err.message}`);
+    console.warn(err);
+  }
+  const first = symbolFromHash() ?? table.symbols().sort()[0];
+  if (first) await selectSymbol(first);
+  else showChartMessage("No symbols yet: waiting for ticks.");
+  await chartLoaded;
+  state.ready = true;
 }
 
-start().catch(err => {
-  $("#status").textContent = `error: ${err.message}`;
-});
+void start();

@@ -48,6 +48,19 @@ apt_install() {
     die "apt-get install $* failed (see $LOG_DIR/apt.log)"
 }
 
+# Not a server: the browser the dashboard's tests drive (test/integration/dashboard). Without root
+# it is only reported; those tests then fail under CI=true and are skipped otherwise.
+chromium_up() {
+  [ -x /usr/bin/chromium ] && return
+  if [ "$(id -u)" != 0 ]; then
+    log "chromium missing: the dashboard's browser tests need it (apt-get install chromium)"
+    return
+  fi
+  log "installing chromium from Debian packages"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >>"$LOG_DIR/apt.log" 2>&1 ||
+    die "apt-get install chromium failed (see $LOG_DIR/apt.log)"
+}
+
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
 
 postgres_up() {
@@ -198,6 +211,7 @@ case "${1:-}" in
     redis_up
     nats_up
     kafka_up
+    chromium_up
     status
     ;;
   down)

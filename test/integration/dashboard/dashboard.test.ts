@@ -1,0 +1,368 @@
+import type { Page } from "playwright-core";
+import { AppProcess } from "../../support/processes";
+import { freePort } from "../../support/ports";
+import { waitFor } from "../../support/stack";
+import { BrowserSession, chromiumAvailable } from "./browser";
+
+/** What public/app.js exposes read-only as `window.__dashboard.snapshot()`. */
+interface Snapshot {
+  ready: boolean;
+  connection: "connecting" | "live" | "reconnecting";
+  selected: string | null;
+  symbols: string[];
+  signals: number;
+  thresholds: { oversold: number; overbought: number };
+  timeZone: string;
+  chart: {
+    visibleBars: number | null;
+    symbol: string | null;
+    candles: number;
+    volume: number;
+    sma: number;
+    ema: number;
+    rsi: number;
+    markers: { time: number; position: string; text: string }[];
+    lastCandle: { time: number; open: number; high: number; low: number; close: number } | null;
+    bands: number[];
+  } | null;
+  cluster: { nodes: number; partitions: number; owned: number };
+}
+
+/** The browser globals these tests read inside the page (the project's TypeScript has no DOM library). */
+interface PageGlobals {
+  __dashboard?: { snapshot(): Snapshot };
+  document: {
+    documentElement: { scrollWidth: number };
+    activeElement: { dataset?: { symbol?: string } } | null;
+  };
+  innerWidth: number;
+  requestAnimationFrame(callback: () => void): number;
+}
+
+interface ApiSignal {
+  side: "buy" | "sell";
+  timestamp: string;
+  seq: number;
+}
+
+const TIME_ZONE = "America/New_York";
+const minuteOf = (seconds: number) => Math.floor(seconds / 60) * 60;
+
+/** Price ticks one minute apart, the last one `end`, each opening at the previous close. */
+function minuteTicks(symbol: string, closes: number[], end: number) {
+  return closes.map((close, i) => {
+    const open = i === 0 ? close : closes[i - 1];
+    return {
+      stock_symbol: symbol,
+      opening_price: open,
+      closing_price: close,
+      high: Math.max(open, close) + 0.5,
+      low: Math.min(open, close) - 0.5,
+      volume: 1000 + 10 * i,
+      timestamp: end - (closes.length - 1 - i) * 60,
+    };
+  });
+}
+
+function snapshot(page: Page): Promise<Snapshot | null> {
+  return page.evaluate(() => (globalThis as unknown as PageGlobals).__dashboard?.snapshot() ?? null);
+}
+
+/** Polls the page until `probe` holds; the failure names `what` and shows the last snapshot. */
+async function until(
+  page: Page,
+  what: string,
+  probe: (s: Snapshot) => boolean | Promise<boolean>,
+  timeoutMs = 20000,
+): Promise<Snapshot> {
+  let last: Snapshot | null = null;
+  try {
+    return await waitFor(
+      what,
+      async () => {
+        last = await snapshot(page);
+        return last !== null && (await probe(last)) ? last : null;
+      },
+      timeoutMs,
+      50,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nlast snapshot: ${JSON.stringify(last)}`);
+  }
+}
+
+const describeInBrowser = chromiumAvailable() ? describe : describe.skip;
+
+/**
+ * The live dashboard in a real Chromium against a real node process (embedded mode, no demo
+ * feed): every figure on the page comes from ticks this test posts to /ingest.
+ */
+describeInBrowser("live dashboard in Chromium", () => {
+  let app: AppProcess | null = null;
+  let session: BrowserSession;
+  let page: Page;
+  let base = "";
+  let env: Record<string, string> = {};
+  const now = Math.floor(Date.now() / 1000);
+  const lastMinute = minuteOf(now) - 60 + 5;
+
+  const startApp = async () => {
+    app = new AppProcess("dashboard", env).start();
+    await waitFor(
+      "the app's /readyz to answer 200",
+      async () => (await fetch(`${base}/readyz`).catch(() => null))?.status === 200,
+      90000,
+      200,
+    );
+  };
+  const ingest = async (ticks: object[]) => {
+    const res = await fetch(`${base}/ingest`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(ticks),
+    });
+    expect(res.status).toBe(200);
+  };
+  const row = (symbol: string) => page.locator(`#symbols tbody tr[data-symbol="${symbol}"]`);
+  const pageWidths = () =>
+    page.evaluate(() => {
+      const g = globalThis as unknown as PageGlobals;
+      return { scrollWidth: g.document.documentElement.scrollWidth, innerWidth: g.innerWidth };
+    });
+  /** Resolves after two frames: a resize has been laid out and the chart redrawn at the new size. */
+  const nextFrames = () =>
+    page.evaluate(
+      () =>
+        new Promise(resolve => {
+          const g = globalThis as unknown as PageGlobals;
+          g.requestAnimationFrame(() => g.requestAnimationFrame(() => resolve(null)));
+        }),
+    );
+
+  beforeAll(async () => {
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    env = {
+      PORT: String(port),
+      METRICS_PORT: "0",
+      DATA_DIR: "memory",
+      DEMO_FEED: "0",
+      SMA_PERIOD: "3",
+      EMA_PERIOD: "3",
+      RSI_PERIOD: "3",
+    };
+    await startApp();
+    const alpha = Array.from({ length: 40 }, (_, i) => 100 + 5 * Math.sin(i / 4) + i * 0.2);
+    await ingest(minuteTicks("ALPHA", alpha, lastMinute));
+    await ingest(minuteTicks("BETA", [50, 51, 50.5, 52, 53, 52.5, 54, 55, 54.5, 56], lastMinute));
+    await waitFor("both symbols in /api/symbols", async () => {
+      const rows = (await (await fetch(`${base}/api/symbols`)).json()) as {
+        symbol: string;
+        tick_count: number;
+      }[];
+      return rows.length === 2 && rows.every(r => Number(r.tick_count) === (r.symbol === "ALPHA" ? 40 : 10));
+    });
+    session = await BrowserSession.open({ timezoneId: TIME_ZONE });
+    page = session.page;
+  }, 120000);
+
+  afterAll(async () => {
+    await session?.close();
+    await app?.kill("SIGKILL");
+  });
+
+  it("loads with no console errors and draws candles, volume, SMA, EMA and RSI from the history", async () => {
+    await page.goto(`${base}/`);
+    const s = await until(page, "ALPHA's chart", s => s.ready && s.chart?.candles === 40);
+    expect(s.connection).toBe("live");
+    expect(s.selected).toBe("ALPHA");
+    expect(s.symbols).toEqual(["ALPHA", "BETA"]);
+    const chart = s.chart!;
+    expect(chart.volume).toBe(40);
+    // Period 3: SMA and EMA from the third tick, RSI from the fourth.
+    expect(chart.sma).toBe(38);
+    expect(chart.ema).toBe(38);
+    expect(chart.rsi).toBe(37);
+    expect(chart.bands).toEqual([30, 70]);
+    expect(chart.lastCandle?.time).toBe(minuteOf(lastMinute));
+    await until(page, "the cluster view", s => s.cluster.nodes === 1 && s.cluster.owned === 12);
+
+    // Times are the viewer's: the legend shows the newest candle in the browser's time zone.
+    expect(s.timeZone).toBe(TIME_ZONE);
+    const local = new Intl.DateTimeFormat("en-US", {
+      timeZone: TIME_ZONE,
+      hour: "2-digit",
+      minute: "2-digit",
+      hourCycle: "h12",
+    }).formatToParts(new Date(minuteOf(lastMinute) * 1000));
+    const hhmm = `${local.find(p => p.type === "hour")!.value}:${local.find(p => p.type === "minute")!.value}`;
+    expect(await page.locator("#chart-legend").innerText()).toContain(hhmm);
+
+    // The crosshair shows the values under the pointer.
+    const legend = page.locator("#chart-legend");
+    const newest = await legend.innerText();
+    const box = (await page.locator("#chart").boundingBox())!;
+    await page.mouse.move(box.x + box.width * 0.25, box.y + box.height * 0.4);
+    await waitFor("the legend to follow the crosshair", async () => (await legend.innerText()) !== newest);
+    await page.mouse.move(0, 0);
+
+    // Zoom and scroll from the keyboard: + zooms in, Home fits everything again.
+    const fitted = s.chart!.visibleBars!;
+    await page.locator("#chart").focus();
+    await page.keyboard.press("+");
+    await until(page, "the chart to zoom in", s => s.chart!.visibleBars! < fitted * 0.8);
+    await page.keyboard.press("ArrowLeft");
+    await page.keyboard.press("Home");
+    await until(page, "the chart to fit all candles again", s => s.chart!.visibleBars === fitted);
+
+    // Controls have accessible names.
+    await page.getByRole("searchbox", { name: "Filter symbols" }).waitFor();
+    await page.getByRole("button", { name: "Zoom in" }).click();
+    await page.getByRole("button", { name: "Fit" }).click();
+    expect(await page.getByRole("status").first().innerText()).toBe("live");
+
+    await session.screenshot("loaded-1280");
+    expect(session.errors).toEqual([]);
+  });
+
+  it("shows a tick posted to /ingest on the chart and in the table within 2 s", async () => {
+    const tick = minuteTicks("ALPHA", [777.77], now)[0];
+    const posted = Date.now();
+    await ingest([tick]);
+    const s = await until(
+      page,
+      "the new tick on ALPHA's chart and in its row",
+      async s => s.chart?.lastCandle?.close === 777.77 && (await row("ALPHA").innerText()).includes("777.77"),
+      2000 - (Date.now() - posted),
+    );
+    console.log(`tick visible ${Date.now() - posted} ms after the POST`);
+    expect(s.chart!.candles).toBe(41);
+    expect(s.chart!.lastCandle!.time).toBe(minuteOf(now));
+    expect(session.errors).toEqual([]);
+  });
+
+  it("switches symbols with the keyboard and with the mouse", async () => {
+    await row("BETA").focus();
+    await page.keyboard.press("Enter");
+    const s = await until(
+      page,
+      "BETA's chart",
+      s => s.selected === "BETA" && s.chart?.symbol === "BETA" && s.chart.candles === 10,
+    );
+    expect(s.chart!.lastCandle!.close).toBe(56);
+    expect(await row("BETA").getAttribute("aria-current")).toBe("true");
+    expect(await page.locator("#chart-title").innerText()).toContain("BETA");
+
+    // The filter narrows the table; the arrow keys move between rows.
+    await page.getByRole("searchbox", { name: "Filter symbols" }).fill("alp");
+    await waitFor(
+      "only ALPHA listed",
+      async () => (await page.locator("#symbols tbody tr[data-symbol]").count()) === 1,
+    );
+    await page.getByRole("searchbox", { name: "Filter symbols" }).fill("");
+    await row("ALPHA").focus();
+    await page.keyboard.press("ArrowDown");
+    expect(
+      await page.evaluate(
+        () =>
+          (globalThis as unknown as { document: { activeElement: { dataset: { symbol?: string } } } })
+            .document.activeElement.dataset.symbol,
+      ),
+    ).toBe("BETA");
+
+    await row("ALPHA").click();
+    await until(page, "ALPHA's chart again", s => s.chart?.symbol === "ALPHA" && s.chart.candles === 41);
+    expect(session.errors).toEqual([]);
+  });
+
+  it("marks the buy and sell signals where RSI crosses its thresholds, live", async () => {
+    // RSI(3) of this path: 100 at the 4th tick (enters overbought: sell), 25.8 at the 7th (buy).
+    const path = minuteTicks("SIGNL", [100, 102, 104, 106, 108, 104, 99, 94, 89], lastMinute);
+    await ingest(path.slice(0, 1));
+    await until(page, "SIGNL in the table", s => s.symbols.includes("SIGNL"));
+    await row("SIGNL").click();
+    await until(page, "SIGNL's chart", s => s.chart?.symbol === "SIGNL" && s.chart.candles === 1);
+
+    await ingest(path.slice(1));
+    const s = await until(
+      page,
+      "a sell and a buy marker on SIGNL's chart",
+      s => s.chart?.candles === 9 && s.chart.markers.length === 2,
+    );
+    const signals = (await (await fetch(`${base}/api/signals?symbol=SIGNL`)).json()) as ApiSignal[];
+    expect(signals.map(x => [x.side, x.seq]).sort()).toEqual([
+      ["buy", 7],
+      ["sell", 4],
+    ]);
+    const at = (side: string) => minuteOf(Date.parse(signals.find(x => x.side === side)!.timestamp) / 1000);
+    expect(s.chart!.markers).toEqual([
+      { time: at("sell"), position: "aboveBar", text: "SELL 100.0" },
+      { time: at("buy"), position: "belowBar", text: "BUY 25.8" },
+    ]);
+    expect(at("sell")).toBe(minuteOf(path[3].timestamp));
+    expect(at("buy")).toBe(minuteOf(path[6].timestamp));
+
+    // The feed lists them, a toast announces them, and the table shows the last one.
+    await waitFor(
+      "two SIGNL signals in the feed",
+      async () => (await page.locator("#signals li", { hasText: "SIGNL" }).count()) === 2,
+    );
+    expect(await page.locator("#toasts .toast", { hasText: "SIGNL" }).count()).toBeGreaterThan(0);
+    expect(await row("SIGNL").locator("td.signal").innerText()).toMatch(/^BUY /);
+    await session.screenshot("signals-1280");
+    expect(session.errors).toEqual([]);
+  });
+
+  it("fits a 390 px phone and a 1280 px screen without horizontal scrolling", async () => {
+    for (const [name, width, height] of [
+      ["phone-390", 390, 844],
+      ["desktop-1280", 1280, 900],
+    ] as const) {
+      await page.setViewportSize({ width, height });
+      await nextFrames();
+      const widths = await pageWidths();
+      expect(widths.innerWidth).toBe(width);
+      // No horizontal scrollbar: nothing is wider than the window.
+      expect({ name, overflow: Math.max(0, widths.scrollWidth - widths.innerWidth) }).toEqual({
+        name,
+        overflow: 0,
+      });
+      await session.screenshot(name);
+    }
+    expect(session.errors).toEqual([]);
+  });
+
+  it("reconnects after the server restarts: reconnecting, then live, then new data", async () => {
+    const selected = (await snapshot(page))!.selected!;
+    await app!.kill("SIGKILL");
+    await until(page, "the badge to say reconnecting", s => s.connection === "reconnecting");
+    expect(await page.locator("#connection").innerText()).toBe("reconnecting…");
+    await session.screenshot("reconnecting-1280");
+
+    await startApp();
+    await until(page, "the badge to say live again", s => s.connection === "live", 60000);
+    expect(await page.locator("#connection").innerText()).toBe("live");
+
+    // DATA_DIR=memory: the new process starts empty, and the page shows what it now holds.
+    await ingest(minuteTicks(selected, [321.09], now));
+    await until(
+      page,
+      "the tick sent after the restart on the chart and in the table",
+      async s =>
+        s.chart?.lastCandle?.close === 321.09 && (await row(selected).innerText()).includes("321.09"),
+    );
+    await session.screenshot("reconnected-1280");
+    // Chromium itself logs the refused connections while the server is down, and the 503s of
+    // the API while the new process starts its services (the page retries those); nothing else.
+    const unexpected = session.errors.filter(
+      e =>
+        !/ERR_CONNECTION_REFUSED|WebSocket connection to .* failed|status of 503 \(Service Unavailable\)/.test(
+          e,
+        ),
+    );
+    expect({ unexpected, failedResponses: session.failedResponses }).toEqual({
+      unexpected: [],
+      failedResponses: session.failedResponses.filter(r => r.startsWith("503 ")),
+    });
+  });
+});
