@@ -52,16 +52,32 @@ export class PrivateKafka {
     return this.child !== null && this.child.exitCode === null && this.child.signalCode === null;
   }
 
-  /** Starts the broker (formatting its storage the first time) and resolves once it serves requests. */
+  /**
+   * Starts the broker (formatting its storage the first time) and resolves once it serves requests.
+   * The first start picks its ports just before the broker binds them: if another process took one
+   * in between, it starts afresh on new ports. Later starts keep the ports (clients know them).
+   */
   async start(timeoutMs = 90000): Promise<void> {
     if (this.running) return;
     if (!existsSync(path.join(KAFKA_LIBS, ".complete")))
       throw new Error(`no Kafka jars in ${KAFKA_LIBS}: run \`npm run stack:up\` first`);
-    if (!this.ports) {
+    if (this.ports) return this.launch(timeoutMs);
+    for (let attempt = 1; ; attempt++) {
       this.ports = { broker: await freePort(), controller: await freePort() };
       this.writeConfig();
       this.format();
+      try {
+        return await this.launch(timeoutMs);
+      } catch (err) {
+        const collided = this.output.some(l => /Address already in use|BindException/.test(l));
+        if (!collided || attempt >= 5) throw err;
+        await this.stop("SIGKILL");
+        rmSync(this.dataDir, { recursive: true, force: true });
+      }
     }
+  }
+
+  private async launch(timeoutMs: number): Promise<void> {
     this.output = [];
     // Not detached: the broker belongs to this test process, and `exit` below kills it if the run dies.
     const child = spawn(
@@ -91,15 +107,21 @@ export class PrivateKafka {
     this.child = child;
     process.once("exit", this.killOnExit);
     // The port opens before the broker finishes recovering its logs; this line comes once it serves.
+    // "close", not "exit": the broker's last words (why it stopped) are in the pipes until then.
+    let exited = false;
+    child.once("close", () => (exited = true));
     await waitFor(
       `the private Kafka broker on ${this.brokers} to start`,
       () => {
-        if (!this.running) throw new Error(`the private Kafka broker exited:\n${this.tail()}`);
-        return this.output.some(l => l.includes("Kafka Server started"));
+        // Thrown out of the wait (not retried by it): a broker that exited will not start.
+        if (exited) return { failed: new Error(`the private Kafka broker exited:\n${this.tail()}`) };
+        return this.output.some(l => l.includes("Kafka Server started")) && { failed: null };
       },
       timeoutMs,
       200,
-    );
+    ).then(({ failed }) => {
+      if (failed) throw failed;
+    });
   }
 
   /** SIGTERM is a clean shutdown; SIGKILL a crash. Either way the data directory stays for `start()`. */

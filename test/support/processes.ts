@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
+import { freePort } from "../../lib/net";
 import { ROOT, waitFor } from "./stack";
 
 /** A real node process of the application (dist/bin/start.js), with its output kept for failures. */
@@ -43,12 +44,20 @@ export class AppProcess {
     return waitFor(
       `${this.name} to print ${pattern}${this.running ? "" : " (process exited)"}`,
       () => {
+        // The line first: a process may print it and exit before the next poll.
+        const line = this.output.find(l => pattern.test(l));
+        if (line !== undefined) return line;
         if (!this.running && this.exited) throw new Error(`${this.name} exited:\n${this.tail()}`);
-        return this.output.find(l => pattern.test(l));
+        return undefined;
       },
       timeoutMs,
       100,
     );
+  }
+
+  /** Resolves with the exit code once the process has exited (null for a signal). */
+  waitForExit(): Promise<number | null> {
+    return this.exited ?? Promise.resolve(null);
   }
 
   kill(signal: NodeJS.Signals = "SIGKILL"): Promise<number | null> {
@@ -58,5 +67,41 @@ export class AppProcess {
 
   tail(lines = 40): string {
     return this.output.slice(-lines).join("\n");
+  }
+}
+
+/**
+ * Starts an application process on ports picked just before (`freePort`) and waits for `ready`.
+ * Between the pick and the process's own listen another process may take a port; the app then
+ * exits with EADDRINUSE, and the start is tried again on fresh ports. Any other failure is thrown.
+ */
+export async function startOnFreePorts<K extends string>(
+  name: string,
+  portNames: readonly K[],
+  env: (ports: Record<K, number>) => Record<string, string>,
+  ready: (p: AppProcess, ports: Record<K, number>) => Promise<unknown>,
+  attempts = 5,
+): Promise<{ process: AppProcess; ports: Record<K, number> }> {
+  for (let attempt = 1; ; attempt++) {
+    const ports = {} as Record<K, number>;
+    for (const key of portNames) ports[key] = await freePort();
+    const p = new AppProcess(name, env(ports)).start();
+    let settled = false;
+    const died = p.waitForExit().then(code => {
+      if (!settled) throw new Error(`${name} exited (code ${code}) before it was ready:\n${p.tail()}`);
+    });
+    const isReady = ready(p, ports);
+    died.catch(() => undefined);
+    isReady.catch(() => undefined);
+    try {
+      await Promise.race([isReady, died]);
+      return { process: p, ports };
+    } catch (err) {
+      const collided = p.output.some(l => /EADDRINUSE|address already in use/i.test(l));
+      await p.kill("SIGKILL");
+      if (!collided || attempt >= attempts) throw err;
+    } finally {
+      settled = true;
+    }
   }
 }

@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Producer } from "kafkajs";
 import { bucketTicks } from "../../../domain/aggregates";
+import type { StockMessage } from "../../../domain/messages";
 import { closeRelative, seededRandom } from "../../unit/domain/fixtures";
 import type { AppProcess } from "../../support/processes";
 import { waitFor } from "../../support/stack";
@@ -10,11 +12,11 @@ import {
   countTicks,
   expectedTickRows,
   generateMessages,
-  PacedStream,
   place,
   readSnapshots,
   readTicks,
   replay,
+  sendInOrder,
   seqSummary,
   settingsOf,
   SMALL_PERIODS,
@@ -36,6 +38,14 @@ const settings = settingsOf(ENV);
 const RATE = 1500;
 const MESSAGES = 52000;
 const KILLS = 4;
+/**
+ * Held back from the stream for each odd kill and let out right after the kill before it, while
+ * the process is dead: however fast the machine drained the stream, the restarted process then
+ * has a backlog that piled up while it was down.
+ */
+const BURST = 3000;
+/** Generous: a new member waits for the dead one's session (6 s), and starts slowly on a loaded machine. */
+const RESTART_TIMEOUT_MS = 90000;
 
 const ctx = useActorsScenario("actors_crash", PARTITIONS);
 
@@ -44,6 +54,62 @@ function startProcess(): AppProcess {
 }
 
 const tickCount = () => countTickRows(ctx.db);
+
+/**
+ * Sends `messages` in order at about `perSecond` (like the harness's PacedStream), but never past
+ * `allowed` of them until `allow()` raises it: the test decides when the last messages go out.
+ */
+class HeldStream {
+  sent = 0;
+  readonly done: Promise<void>;
+  private allowed: number;
+  private wake: (() => void) | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly producer: Producer,
+    private readonly topic: string,
+    private readonly messages: readonly StockMessage[],
+    private readonly perSecond: number,
+    allowed: number,
+  ) {
+    this.allowed = Math.min(allowed, messages.length);
+    this.done = this.run();
+  }
+
+  /** Lets `n` more messages out (all of them without `n`). */
+  allow(n = Infinity): void {
+    this.allowed += n;
+    this.wake?.();
+    this.wake = null;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.allow();
+    await this.done.catch(() => undefined);
+  }
+
+  private async run(): Promise<void> {
+    const perTick = Math.max(1, Math.round((this.perSecond * 50) / 1000));
+    let origin = Date.now();
+    let originSent = 0;
+    while (this.sent < this.messages.length && !this.stopped) {
+      if (this.sent >= this.allowed) {
+        await new Promise<void>(resolve => (this.wake = resolve));
+        // Paced from here on, not in a burst to catch up with the time spent held.
+        origin = Date.now();
+        originSent = this.sent;
+        continue;
+      }
+      const chunk = this.messages.slice(this.sent, Math.min(this.sent + perTick, this.allowed));
+      await sendInOrder(this.producer, this.topic, chunk, chunk.length);
+      this.sent += chunk.length;
+      const wait = origin + ((this.sent - originSent) / this.perSecond) * 1000 - Date.now();
+      if (wait > 0) await sleep(wait);
+    }
+  }
+}
 
 /** Rows whose message lies at or past its partition's committed offset: work a restart replays. */
 async function storedPastCommit(): Promise<number> {
@@ -74,9 +140,11 @@ describe("actors process killed mid-stream", () => {
     const history: string[] = [`kill seed ${seed}`];
 
     let current = startProcess();
-    await current.waitForLine(/assigned partitions \[0, 1, 2, 3\]/);
+    await current.waitForLine(/assigned partitions \[0, 1, 2, 3\]/, RESTART_TIMEOUT_MS);
     ctx.producer = await connectProducer();
-    const stream = new PacedStream(ctx.producer, scenario.topic, messages, RATE);
+    // BURST messages per odd kill are held back (see BURST).
+    const oddKills = Math.floor(KILLS / 2);
+    const stream = new HeldStream(ctx.producer, scenario.topic, messages, RATE, MESSAGES - oddKills * BURST);
     ctx.stream = stream;
 
     let rowsAtStart = 0;
@@ -87,7 +155,7 @@ describe("actors process killed mid-stream", () => {
         await waitFor(
           "the restarted process to work",
           async () => (await tickCount()) > rowsAtStart,
-          30000,
+          RESTART_TIMEOUT_MS,
           20,
         );
         // Best effort for the narrowest window: results stored, their offsets not yet committed.
@@ -104,12 +172,16 @@ describe("actors process killed mid-stream", () => {
       await current.kill("SIGKILL");
       history.push(`  stored past the committed offsets: ${await storedPastCommit()} rows`);
       rowsAtStart = await tickCount();
+      // The next kill hits the catch-up of a backlog: make sure there is one, even if the stream
+      // had already sent everything it was allowed while the machine was slow to restart.
+      if (k % 2 === 0 && k + 1 < KILLS) stream.allow(BURST);
       current = startProcess();
       // A new member waits for the dead one's session to expire before it gets the partitions.
-      await current.waitForLine(/assigned partitions \[0, 1, 2, 3\]/, 30000);
+      await current.waitForLine(/assigned partitions \[0, 1, 2, 3\]/, RESTART_TIMEOUT_MS);
     }
+    stream.allow();
     await stream.done;
-    await waitUntilCommitted(scenario.topic, scenario.groupId, 60000);
+    await waitUntilCommitted(scenario.topic, scenario.groupId, 120000);
     history.push(`done: ${await tickCount()} rows`);
 
     // Every tick once: per symbol, seq 1..n without gaps or duplicates.
@@ -184,5 +256,5 @@ describe("actors process killed mid-stream", () => {
     const snapshots = await readSnapshots(scenario);
     expect([...snapshots.keys()].sort()).toEqual([...expected.actors.keys()].sort());
     for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
-  }, 150000);
+  }, 600000);
 });

@@ -24,7 +24,8 @@ const ctx = useActorsScenario("actors_dead", PARTITIONS, {
   setup: async s => {
     s.node = await startActorsNode(actorsEnv(s.scenario));
   },
-  teardownTimeoutMs: 30000,
+  setupTimeoutMs: 120000,
+  teardownTimeoutMs: 60000,
 });
 
 describe("dead letters", () => {
@@ -88,7 +89,7 @@ describe("dead letters", () => {
     });
     await producer.disconnect();
 
-    await waitUntilCommitted(scenario.topic, scenario.groupId);
+    await waitUntilCommitted(scenario.topic, scenario.groupId, 90000);
 
     const next = Array<number>(PARTITIONS).fill(0);
     const want: { partition: number; offset: number; key: string; payload: string | null; reason: RegExp }[] =
@@ -124,5 +125,5 @@ describe("dead letters", () => {
     expect(stored.map(r => [r.seq, r.offset, r.close, r.rsi])).toEqual(
       expected.ticks.get(SYMBOL)!.map(t => [t.seq, t.offset, t.close, t.rsi]),
     );
-  }, 60000);
+  }, 180000);
 });

@@ -34,7 +34,7 @@ const cleanups: (() => Promise<unknown>)[] = [];
 
 afterAll(async () => {
   for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-}, 30000);
+}, 60000);
 
 interface Partition0 {
   db: PostgresClient;
@@ -146,7 +146,7 @@ describe("fencing of a partition that moved to another node", () => {
     expect(ownerCommits).toHaveLength(2);
 
     await expectUninterrupted(p);
-  }, 60000);
+  }, 120000);
 
   it("lets the new owner through once a frozen host's open transaction times out", async () => {
     const p = await partition0(6);
@@ -187,7 +187,7 @@ describe("fencing of a partition that moved to another node", () => {
     // Woken up, the frozen host learns that its connection is gone: a retriable outage, not a bug.
     wake();
     await expect(frozen).rejects.toBeInstanceOf(UnavailableError);
-  }, 60000);
+  }, 120000);
 });
 
 describe("a snapshot store that lost its data", () => {
@@ -216,5 +216,5 @@ describe("a snapshot store that lost its data", () => {
     await expect(replaying.handleBatch(p.batch(0, 80), 2)).resolves.toBe(80);
     expect(commits.at(-1)).toEqual([0, 80]);
     await expectUninterrupted(p);
-  }, 60000);
+  }, 120000);
 });

@@ -348,8 +348,8 @@ export interface ActorsScenario {
   readonly processes: AppProcess[];
   /** Disconnected at the end. */
   producer: Producer | null;
-  /** Stopped at the end. */
-  stream: PacedStream | null;
+  /** Stopped at the end (a PacedStream, or a test's own stream). */
+  stream: { stop(): Promise<void> } | null;
   /** An actors node in this process, stopped at the end. */
   node: StockNode | null;
   /** Starts an actors process of the scenario (`actorsEnv` plus `env`), killed at the end. */

@@ -1,5 +1,5 @@
 import { TcpProxy } from "../../support/tcp-proxy";
-import { createTopic, deleteTopic, freshDatabase, STACK, withAdmin } from "../../support/stack";
+import { createTopic, deleteTopic, freshDatabase, STACK, waitFor, withAdmin } from "../../support/stack";
 import {
   actorsEnv,
   committedOffsets,
@@ -28,6 +28,7 @@ import {
  */
 
 const PARTITIONS = 3;
+/** The outage lasts at least this long, and until the loops have been seen to run into it. */
 const OUTAGE_MS = 5000;
 
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -94,12 +95,27 @@ async function runOutage(through: "postgres" | "redis", seed: number): Promise<v
   const [first, second] = [messages.slice(0, 2000), messages.slice(2000)];
 
   await produceAll(scenario.topic, first);
-  const before = await waitUntilCommitted(scenario.topic, scenario.groupId);
+  const before = await waitUntilCommitted(scenario.topic, scenario.groupId, 90000);
 
   await proxy.cut();
   await produceAll(scenario.topic, second);
   const ends = await endOffsets(scenario.topic);
-  await new Promise(resolve => setTimeout(resolve, OUTAGE_MS));
+  // A fixed wait alone would hope that the loops reached the dependency by then: wait until they
+  // did. Postgres: the node kept trying to connect (each attempt is a connection the proxy
+  // refused). Redis (whose client reconnects by itself, work or not): a batch got through
+  // Postgres and stopped at its snapshot, its rows stored past the committed offset.
+  await Promise.all([
+    new Promise(resolve => setTimeout(resolve, OUTAGE_MS)),
+    waitFor(
+      `the partition loops to run into the ${through} outage`,
+      async () =>
+        through === "postgres"
+          ? proxy.refused >= 3
+          : (await storedPerPartition(db)).some((n, p) => n > Math.max(before[p], 0)),
+      60000,
+      100,
+    ),
+  ]);
 
   // Held in place: nothing committed, and whatever got stored lies at or past the commit.
   const during = await committedOffsets(scenario.topic, scenario.groupId);
@@ -112,7 +128,7 @@ async function runOutage(through: "postgres" | "redis", seed: number): Promise<v
   expect(await groupMembers(scenario.groupId)).toBe(1);
 
   await proxy.restore();
-  await waitUntilCommitted(scenario.topic, scenario.groupId, 60000);
+  await waitUntilCommitted(scenario.topic, scenario.groupId, 120000);
 
   const expected = replay(placed, settingsOf({}));
   expect(await readTicks(db)).toEqual(expectedTickRows(placed, expected));
@@ -124,9 +140,9 @@ async function runOutage(through: "postgres" | "redis", seed: number): Promise<v
 describe("dependency outages", () => {
   it("holds its offsets while Postgres is unreachable and resumes on its own, each row stored once", async () => {
     await runOutage("postgres", 41);
-  }, 120000);
+  }, 360000);
 
   it("holds its offsets while Redis is unreachable and resumes on its own, each row stored once", async () => {
     await runOutage("redis", 43);
-  }, 120000);
+  }, 360000);
 });

@@ -29,7 +29,8 @@ const ctx = useActorsScenario("actors_idle", PARTITIONS, {
   setup: async s => {
     s.node = await startNode(s.scenario);
   },
-  teardownTimeoutMs: 30000,
+  setupTimeoutMs: 120000,
+  teardownTimeoutMs: 60000,
 });
 
 function startNode(scenario: TestScenario): Promise<StockNode> {
@@ -49,8 +50,9 @@ describe("passivation of idle actors", () => {
     const [first, second] = [messages.slice(0, 1500), messages.slice(1500)];
 
     await produceAll(scenario.topic, first);
-    await waitUntilCommitted(scenario.topic, scenario.groupId);
-    await waitFor("the idle actors to be passivated", async () => (await liveActors()) === 0, 15000);
+    await waitUntilCommitted(scenario.topic, scenario.groupId, 90000);
+    // ACTOR_IDLE_MS is 1 s and the sweep runs every second: generous for a loaded machine.
+    await waitFor("the idle actors to be passivated", async () => (await liveActors()) === 0, 60000);
 
     // A passivated actor's state is still served, from its snapshot.
     const soFar = replay(place(first, PARTITIONS), settingsOf({}));
@@ -62,10 +64,10 @@ describe("passivation of idle actors", () => {
     }
 
     await produceAll(scenario.topic, second);
-    await waitUntilCommitted(scenario.topic, scenario.groupId);
+    await waitUntilCommitted(scenario.topic, scenario.groupId, 90000);
     const expected = replay(placed, settingsOf({}));
     expect(await readTicks(db)).toEqual(expectedTickRows(placed, expected));
     const snapshots = await readSnapshots(scenario);
     for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
-  }, 60000);
+  }, 300000);
 });

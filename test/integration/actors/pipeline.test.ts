@@ -56,11 +56,12 @@ const ctx = useActorsScenario("actors_pipeline", PARTITIONS, {
     const waves = [0, 1100, 2300, messages.length];
     for (let w = 0; w + 1 < waves.length; w++) {
       await produceAll(s.scenario.topic, messages.slice(waves[w], waves[w + 1]));
-      await waitUntilCommitted(s.scenario.topic, s.scenario.groupId);
+      await waitUntilCommitted(s.scenario.topic, s.scenario.groupId, 90000);
     }
     rows = await readTicks(s.db);
   },
-  setupTimeoutMs: 120000,
+  // Three waves of up to 90 s each on a loaded machine, and the node's start.
+  setupTimeoutMs: 360000,
 });
 
 function rowsOf(symbol: string): TickRowRead[] {
@@ -75,7 +76,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
   it("spreads the input over more than one partition", () => {
     expect(new Set(placed.map(p => p.partition)).size).toBeGreaterThan(1);
     expect(expected.signals.length).toBeGreaterThan(50);
-  }, 30000);
+  }, 120000);
 
   it("stores exactly one row per price tick, numbered 1..n per symbol", async () => {
     const messages: StockMessage[] = placed.map(p => p.message);
@@ -90,14 +91,14 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
         max: ticks.length,
       });
     }
-  }, 30000);
+  }, 120000);
 
   it("stores each tick with the indicators an uninterrupted actor computes, bit for bit", () => {
     for (const [symbol, ticks] of expected.ticks) {
       const partition = partitionOf(symbol);
       expect(rowsOf(symbol)).toEqual(ticks.map(t => expectedRow(t, partition)));
     }
-  }, 30000);
+  }, 120000);
 
   it("matches the full-recompute reference of SMA, EMA and RSI to 1e-9 relative", () => {
     for (const symbol of expected.ticks.keys()) {
@@ -116,7 +117,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
         });
       }
     }
-  }, 30000);
+  }, 120000);
 
   it("shows the indicators in the long stock_analysis view, one row per defined value", async () => {
     const { rows: view } = await ctx.db.query<{
@@ -137,7 +138,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
     const key = (x: { symbol: string; seq: number; indicator: string }) =>
       `${x.symbol}/${String(x.seq).padStart(8, "0")}/${x.indicator}`;
     expect(sortedByKey(view, key)).toEqual(sortedByKey(want, key));
-  }, 30000);
+  }, 120000);
 
   it("records a signal exactly on the ticks where RSI crosses into a zone", async () => {
     const { rows: stored } = await ctx.db.query<{
@@ -174,7 +175,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
     expect(sortedByKey(stored, key).map(s => ({ symbol: s.symbol, seq: s.seq, side: s.side }))).toEqual(
       sortedByKey(crossings, key),
     );
-  }, 30000);
+  }, 120000);
 
   it("keeps aggregated_metrics equal to each actor's running aggregates", async () => {
     const { rows: stored } = await ctx.db.query<Record<string, number | string>>(
@@ -200,7 +201,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
       };
     });
     expect(stored).toEqual(want);
-  }, 30000);
+  }, 120000);
 
   it("stores every side-data message under its per-symbol side sequence", async () => {
     const [orders, sentiment, market] = await Promise.all([
@@ -241,7 +242,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
     }
     expect(want.orders.length * want.sentiment.length * want.market.length).toBeGreaterThan(0);
     expect({ orders: orders.rows, sentiment: sentiment.rows, market: market.rows }).toEqual(want);
-  }, 30000);
+  }, 120000);
 
   it("stores every market-wide indicator once, under its log position", async () => {
     const { rows: stored } = await ctx.db.query(
@@ -253,7 +254,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
     expect(stored).toEqual(sortedByKey(expected.economic, e => e.partition * 1e9 + e.offset));
     const { rows: dead } = await ctx.db.query("SELECT * FROM dead_letters");
     expect(dead).toEqual([]);
-  }, 30000);
+  }, 120000);
 
   it("serves each symbol's live state through actors.state, equal to the uninterrupted actor", async () => {
     for (const [symbol, actor] of expected.actors) {
@@ -264,13 +265,13 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
       expect(reply.partition).toBe(partitionOf(symbol));
       expect(reply.state).toEqual(actor.view());
     }
-  }, 30000);
+  }, 120000);
 
   it("leaves a Redis snapshot per symbol equal to the uninterrupted actor's", async () => {
     const snapshots = await readSnapshots(ctx.scenario);
     expect([...snapshots.keys()].sort()).toEqual([...expected.actors.keys()].sort());
     for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
-  }, 30000);
+  }, 120000);
 });
 
 describe("range aggregates from minute buckets", () => {
@@ -369,7 +370,7 @@ describe("range aggregates from minute buckets", () => {
         true,
       ]);
     });
-  }, 30000);
+  }, 120000);
 
   it("aggregates any range of whole minutes from the buckets as the raw ticks do", async () => {
     const ranges = randomRanges(300);
@@ -400,5 +401,5 @@ describe("range aggregates from minute buckets", () => {
     }
     // The random ranges must actually cover data, not only empty stretches.
     expect(nonEmpty).toBeGreaterThan(200);
-  }, 30000);
+  }, 120000);
 });

@@ -110,5 +110,5 @@ describe("actors processes joining a busy group", () => {
     expect(await readTicks(db)).toEqual(expectedTickRows(placed, expected));
     const snapshots = await readSnapshots(scenario);
     for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
-  }, 120000);
+  }, 300000);
 });

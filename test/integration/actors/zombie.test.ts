@@ -56,32 +56,35 @@ describe("a frozen actors process that wakes up after losing its partitions", ()
     await sendInOrder(producer, scenario.topic, messages.slice(0, backlog));
 
     const zombie = startProcess("actors-zombie");
-    await zombie.waitForLine(/assigned partitions \[0, 1, 2, 3\]/);
-    await waitFor("the first process to work", async () => (await tickCount()) > 1000, 30000, 20);
+    await zombie.waitForLine(/assigned partitions \[0, 1, 2, 3\]/, 90000);
+    await waitFor("the first process to work", async () => (await tickCount()) > 1000, 60000, 20);
     process.kill(zombie.pid!, "SIGSTOP");
     const atFreeze = await tickCount();
 
     const owner = startProcess("actors-owner");
     // The group waits for the frozen member's session to expire, then gives everything to the owner.
-    await owner.waitForLine(/assigned partitions \[0, 1, 2, 3\]/, 40000);
+    await owner.waitForLine(/assigned partitions \[0, 1, 2, 3\]/, 90000);
     const stream = new PacedStream(producer, scenario.topic, messages.slice(backlog), 500);
     ctx.stream = stream;
-    await waitFor("the owner to work", async () => (await tickCount()) > atFreeze + 5000, 30000, 50);
+    await waitFor("the owner to work", async () => (await tickCount()) > atFreeze + 5000, 60000, 50);
 
     // Woken up with batches in flight, it finds out that it lost its partitions, from Redis
     // refusing its snapshots (fencing) or from Kafka refusing its commits and heartbeats,
     // whichever it reaches first; then it rejoins the group and takes its share again.
     process.kill(zombie.pid!, "SIGCONT");
-    await zombie.waitForLine(/assigned partitions \[[\d, ]*\] \(generation [2-9]/, 30000).catch(err => {
-      throw new Error(`${(err as Error).message}\n--- zombie:\n${zombie.tail(60)}`);
-    });
+    // Any generation after its first (1): a loaded machine may go through more rebalances than two.
+    await zombie
+      .waitForLine(/assigned partitions \[[\d, ]*\] \(generation (?!1\))\d+\)/, 90000)
+      .catch(err => {
+        throw new Error(`${(err as Error).message}\n--- zombie:\n${zombie.tail(60)}`);
+      });
     await stream.done;
-    await waitUntilCommitted(scenario.topic, scenario.groupId, 60000);
+    await waitUntilCommitted(scenario.topic, scenario.groupId, 120000);
     for (const p of [zombie, owner]) expect(p.output.filter(l => /Crash|eachBatch/.test(l))).toEqual([]);
 
     const expected = replay(placed, settingsOf({}));
     expect(await readTicks(db)).toEqual(expectedTickRows(placed, expected));
     const snapshots = await readSnapshots(scenario);
     for (const [symbol, actor] of expected.actors) expect(snapshots.get(symbol)).toEqual(actor.snapshot());
-  }, 120000);
+  }, 600000);
 });

@@ -1,7 +1,7 @@
 import { aggregateBuckets, bucketTicks, minuteOf } from "../../../domain/aggregates";
 import type { PriceTick } from "../../../domain/messages";
 import { createNode, type StockNode } from "../../../app/node";
-import { freePort } from "../../../lib/net";
+import { gatewayPort, waitUntilReady } from "../../support/ports";
 import { deleteTopic, freshDatabase, STACK, testConfig, uniqueName, waitFor } from "../../support/stack";
 import { TcpProxy } from "../../support/tcp-proxy";
 import { getJson, makeTicks, postJson, referenceRun } from "./cluster-harness";
@@ -37,12 +37,12 @@ describe("REST API", () => {
     db = await freshDatabase();
     proxy = new TcpProxy("127.0.0.1", 5432);
     const proxied = db.url.replace("127.0.0.1:5432", `127.0.0.1:${await proxy.start()}`);
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
     topic = uniqueName("api");
     node = createNode(
       testConfig({
-        PORT: String(port),
+        // The OS picks the port as the gateway listens: nothing can take it in between.
+        PORT: "0",
+        KAFKA_ACK_TIMEOUT_MS: "30000",
         KAFKA_BROKERS: STACK.kafkaBrokers,
         KAFKA_TOPIC: topic,
         KAFKA_GROUP_ID: uniqueName("api_group"),
@@ -54,14 +54,21 @@ describe("REST API", () => {
       }),
     );
     await node.broker.start();
+    base = `http://127.0.0.1:${gatewayPort(node)}`;
+    // Its services may still be starting when broker.start() resolves (503 until then).
+    await waitUntilReady(base);
     for (let i = 0; i < ticks.length; i += 100) {
       expect((await postJson(`${base}/ingest`, ticks.slice(i, i + 100))).status).toBe(200);
     }
-    await waitFor("every tick stored", async () => {
-      const r = await getJson<{ tick_count: number }[]>(`${base}/api/symbols`);
-      return r.body[0]?.tick_count === ticks.length;
-    });
-  });
+    await waitFor(
+      "every tick stored",
+      async () => {
+        const r = await getJson<{ tick_count: number }[]>(`${base}/api/symbols`);
+        return r.body[0]?.tick_count === ticks.length;
+      },
+      90000,
+    );
+  }, 180000);
 
   afterAll(async () => {
     await node?.broker.stop();
@@ -173,16 +180,20 @@ describe("REST API", () => {
     expect((await getJson<{ status: string }>(`${base}/readyz`)).body.status).toBe("ready");
     await proxy.cut();
     try {
-      const down = await waitFor("/readyz to fail", async () => {
-        const r = await getJson<{ checks: Record<string, string> }>(`${base}/readyz`);
-        return r.status === 503 ? r.body : null;
-      });
+      const down = await waitFor(
+        "/readyz to fail",
+        async () => {
+          const r = await getJson<{ checks: Record<string, string> }>(`${base}/readyz`);
+          return r.status === 503 ? r.body : null;
+        },
+        60000,
+      );
       expect(down.checks.database).not.toBe("ok");
       expect(down.checks.log).toBe("ok");
       expect((await getJson(`${base}/healthz`)).status).toBe(200);
     } finally {
       await proxy.restore();
     }
-    await waitFor("/readyz to recover", async () => (await getJson(`${base}/readyz`)).status === 200);
+    await waitFor("/readyz to recover", async () => (await getJson(`${base}/readyz`)).status === 200, 60000);
   });
 });

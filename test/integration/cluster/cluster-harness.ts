@@ -1,7 +1,7 @@
 import { createMessageSource, syntheticSymbols } from "../../../generator/models";
 import type { PriceTick } from "../../../domain/messages";
 import { SymbolActor, type ActorView, type IndicatorSettings } from "../../../domain/symbol-actor";
-import { AppProcess } from "../../support/processes";
+import { AppProcess, startOnFreePorts } from "../../support/processes";
 import { STACK, waitFor } from "../../support/stack";
 
 export const DEFAULT_SETTINGS: IndicatorSettings = {
@@ -85,6 +85,9 @@ export function nodeEnv(c: ClusterEnv, nodeID: string, services: string, extra: 
     KAFKA_GROUP_ID: c.groupId,
     KAFKA_PARTITIONS: String(c.partitions),
     KAFKA_SESSION_TIMEOUT_MS: "6000",
+    // The shared broker of a loaded machine can take seconds to acknowledge a produce; the default
+    // 5 s ack timeout would turn that into a 503 these tests are not about.
+    KAFKA_ACK_TIMEOUT_MS: "30000",
     DATABASE_URL: c.databaseUrl,
     REDIS_URL: STACK.redisUrl,
     METRICS_PORT: "0",
@@ -94,10 +97,27 @@ export function nodeEnv(c: ClusterEnv, nodeID: string, services: string, extra: 
   };
 }
 
+const STARTED = /ServiceBroker with \d+ service\(s\) started successfully/;
+
+/** Generous: several node processes start at once on a loaded 2-core machine. */
+const START_TIMEOUT_MS = 120000;
+
 export async function startNode(name: string, env: Record<string, string>): Promise<AppProcess> {
   const p = new AppProcess(name, env).start();
-  await p.waitForLine(/ServiceBroker with \d+ service\(s\) started successfully/, 60000);
+  await p.waitForLine(STARTED, START_TIMEOUT_MS);
   return p;
+}
+
+/**
+ * A node that listens on ports of its own (PORT, METRICS_PORT), picked just before it starts; a
+ * start that lost a port to another process in between is retried on fresh ones.
+ */
+export async function startNodeOnFreePorts<K extends string>(
+  name: string,
+  portNames: readonly K[],
+  env: (ports: Record<K, number>) => Record<string, string>,
+): Promise<{ process: AppProcess; ports: Record<K, number> }> {
+  return startOnFreePorts(name, portNames, env, p => p.waitForLine(STARTED, START_TIMEOUT_MS));
 }
 
 export interface ClusterView {
@@ -107,7 +127,7 @@ export interface ClusterView {
 }
 
 export async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(url, { signal: AbortSignal.timeout(15000) });
+  const res = await fetch(url, { signal: AbortSignal.timeout(30000) });
   return { status: res.status, body: (await res.json()) as T };
 }
 
@@ -133,7 +153,7 @@ export async function postJson(url: string, body: unknown): Promise<{ status: nu
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify(body),
-    signal: AbortSignal.timeout(30000),
+    signal: AbortSignal.timeout(60000),
   });
   return { status: res.status, text: await res.text() };
 }

@@ -2,7 +2,8 @@ import http from "node:http";
 import { WebSocket } from "ws";
 import type { Signal, TickResult } from "../../../domain/symbol-actor";
 import { createNode, type StockNode } from "../../../app/node";
-import { freePort } from "../../../lib/net";
+import type { AddressInfo } from "node:net";
+import { gatewayPort, waitUntilReady } from "../../support/ports";
 import { deleteTopic, freshDatabase, STACK, testConfig, uniqueName, waitFor } from "../../support/stack";
 import { getJson, makeTicks, postJson } from "./cluster-harness";
 
@@ -37,14 +38,14 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
 
   beforeAll(async () => {
     db = await freshDatabase();
-    const hookPort = await freePort();
-    await new Promise<void>(resolve => webhook.listen(hookPort, "127.0.0.1", resolve));
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
+    // Both ports are the OS's pick as the servers listen: nothing can take them in between.
+    await new Promise<void>(resolve => webhook.listen(0, "127.0.0.1", resolve));
+    const hookPort = (webhook.address() as AddressInfo).port;
     topic = uniqueName("live");
     node = createNode(
       testConfig({
-        PORT: String(port),
+        PORT: "0",
+        KAFKA_ACK_TIMEOUT_MS: "30000",
         KAFKA_BROKERS: STACK.kafkaBrokers,
         KAFKA_TOPIC: topic,
         KAFKA_GROUP_ID: uniqueName("live_group"),
@@ -56,7 +57,10 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
       }),
     );
     await node.broker.start();
-  });
+    base = `http://127.0.0.1:${gatewayPort(node)}`;
+    // Its services may still be starting when broker.start() resolves (503 until then).
+    await waitUntilReady(base);
+  }, 180000);
 
   afterAll(async () => {
     await node?.broker.stop();
@@ -92,10 +96,12 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
       await waitFor(
         "the last tick of both symbols on the WebSocket",
         () => lastSeq(all, first) === perSymbol(first) && lastSeq(all, second) === perSymbol(second),
+        90000,
       );
       await waitFor(
         `the last tick of ${first} on the filtered WebSocket`,
         () => lastSeq(only, first) === perSymbol(first),
+        60000,
       );
 
       const stored = (await getJson<Signal[]>(`${base}/api/signals?limit=10000`)).body;
@@ -106,6 +112,7 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
       await waitFor(
         "every signal on the WebSocket",
         () => all.filter(m => m.type === "signal").length >= stored.length,
+        60000,
       );
       expect(
         all
@@ -116,6 +123,7 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
       await waitFor(
         "every signal at the webhook",
         () => hooks.flatMap(h => h.notifications).length >= stored.length,
+        60000,
       );
       const posted = hooks.flatMap(h => h.notifications);
       expect(posted.map(n => key(n.signal)).sort()).toEqual(storedKeys);
@@ -127,5 +135,5 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
     } finally {
       for (const ws of sockets) ws.close();
     }
-  });
+  }, 300000);
 });

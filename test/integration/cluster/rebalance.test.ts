@@ -4,8 +4,8 @@ import pg from "pg";
 import type { ActorView } from "../../../domain/symbol-actor";
 import { partitionForKey } from "../../../lib/partitioner";
 import type { AppProcess } from "../../support/processes";
-import { freePort } from "../../../lib/net";
 import { createTopic, deleteTopic, freshDatabase, ROOT, uniqueName, waitFor } from "../../support/stack";
+import { waitUntilCommitted } from "../actors/harness";
 import {
   comparableView,
   getJson,
@@ -14,6 +14,7 @@ import {
   postJson,
   referenceRun,
   startNode,
+  startNodeOnFreePorts,
   waitForOwnership,
   type ClusterEnv,
   type IndicatorRow,
@@ -58,26 +59,27 @@ describe("cluster: actors rebalance on scale-out and scale-in", () => {
       partitions: PARTITIONS,
     };
     await createTopic(cluster.topic, PARTITIONS);
-    const port = await freePort();
-    metricsPort = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    const started = await Promise.all([
-      startNode(
-        "gateway",
-        nodeEnv(cluster, "gateway-1", "gateway,ingest,query,notifier", { PORT: String(port) }),
+    // Ports are picked just before the processes listen on them; a start that lost one is retried.
+    const [gateway, actors1, ...others] = await Promise.all([
+      startNodeOnFreePorts("gateway", ["PORT"], ({ PORT }) =>
+        nodeEnv(cluster, "gateway-1", "gateway,ingest,query,notifier", { PORT: String(PORT) }),
       ),
-      startNode("actors-1", nodeEnv(cluster, "actors-1", "actors", { METRICS_PORT: String(metricsPort) })),
+      startNodeOnFreePorts("actors-1", ["METRICS_PORT"], ({ METRICS_PORT }) =>
+        nodeEnv(cluster, "actors-1", "actors", { METRICS_PORT: String(METRICS_PORT) }),
+      ),
       startNode("actors-2", nodeEnv(cluster, "actors-2", "actors")),
       startNode("actors-3", nodeEnv(cluster, "actors-3", "actors")),
     ]);
-    processes.push(...started);
+    processes.push(gateway.process, actors1.process, ...others);
+    base = `http://127.0.0.1:${gateway.ports.PORT}`;
+    metricsPort = actors1.ports.METRICS_PORT;
     await waitFor(
       "the gateway to be ready",
       async () => (await getJson(`${base}/readyz`)).status === 200,
-      60000,
+      90000,
     );
-    await waitForOwnership(base, ["actors-1", "actors-2", "actors-3"], PARTITIONS);
-  }, 180000);
+    await waitForOwnership(base, ["actors-1", "actors-2", "actors-3"], PARTITIONS, 90000);
+  }, 300000);
 
   afterAll(async () => {
     await Promise.all(processes.map(p => p.kill("SIGKILL")));
@@ -102,10 +104,14 @@ describe("cluster: actors rebalance on scale-out and scale-in", () => {
             await getJson<{ partitions: { partition: number; nodeID: string }[] }>(`${base}/api/cluster`)
           ).body;
           const symbol = ticks[0].stock_symbol;
-          const live = await waitFor(`${symbol} to be live`, async () => {
-            const s = await stateOf(symbol);
-            return s.status === 200 ? s.body : null;
-          });
+          const live = await waitFor(
+            `${symbol} to be live`,
+            async () => {
+              const s = await stateOf(symbol);
+              return s.status === 200 ? s.body : null;
+            },
+            60000,
+          );
           expect(live.nodeID).toBe(owned(symbol, map.partitions));
         }
         if (i === 7000) {
@@ -214,17 +220,17 @@ describe("cluster: actors rebalance on scale-out and scale-in", () => {
     const last = ticks.filter(t => t.stock_symbol === symbol).at(-1)!;
     expect((await postJson(`${base}/ingest`, { ...last, timestamp: last.timestamp + 1 })).status).toBe(200);
     const expectedSeq = reference.actors.get(symbol)!.seq + 1;
-    await waitFor(`${symbol} to apply one more tick`, async () => {
-      const r = await getJson<StateReply>(`${base}/api/symbols/${symbol}`);
-      return r.status === 200 && r.body.state.seq === expectedSeq;
-    });
-    const output = await runRepl(cluster, [
-      "partitions",
-      `actor ${symbol}`,
-      `snapshot ${symbol}`,
-      "actors",
-      "lag",
-    ]);
+    await waitFor(
+      `${symbol} to apply one more tick`,
+      async () => {
+        const r = await getJson<StateReply>(`${base}/api/symbols/${symbol}`);
+        return r.status === 200 && r.body.state.seq === expectedSeq;
+      },
+      60000,
+    );
+    // An actor applies a tick before its offset is committed: "total lag: 0" below needs the commit.
+    await waitUntilCommitted(cluster.topic, cluster.groupId, 60000);
+    const output = await runRepl(cluster, [`actor ${symbol}`, `snapshot ${symbol}`, "actors", "lag"]);
     expect(output).toMatch(/all 12 partitions owned/);
     expect(output).toMatch(
       new RegExp(`${symbol.replace(".", "\\.")} lives on node actors-\\d, partition \\d+`),
@@ -237,32 +243,63 @@ describe("cluster: actors rebalance on scale-out and scale-in", () => {
     expect(output).toMatch(/node actors-\d: \d+ live actor\(s\)/);
     expect(output).toMatch(/total lag: 0/);
     expect(output).not.toMatch(/actors-2/);
-  }, 60000);
+  }, 240000);
 });
 
-function runRepl(cluster: ClusterEnv, commands: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const env = nodeEnv(cluster, "repl", "gateway");
-    const child = spawn(process.execPath, [path.join(ROOT, "dist/bin/repl.js")], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", d => (output += d.toString()));
-    child.stderr.on("data", d => (output += d.toString()));
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`REPL did not finish:\n${output}`));
-    }, 45000);
-    child.on("exit", () => {
-      clearTimeout(timer);
-      resolve(output);
-    });
-    // Commands go in once the node has joined; end of input closes the REPL, which stops the node.
-    setTimeout(() => {
-      child.stdin.write(commands.join("\n") + "\n");
-      setTimeout(() => child.stdin.end(), 8000);
-    }, 4000);
+/**
+ * Drives the REPL as a user would: once its prompt is up, `partitions` until it has discovered the
+ * whole cluster (a node that has just joined NATS learns of the others one by one), then
+ * `commands`, and only after the last one has answered ("total lag: ...") the end of input,
+ * which closes the REPL and stops its node. Resolves with everything the REPL printed.
+ */
+async function runRepl(cluster: ClusterEnv, commands: string[]): Promise<string> {
+  const env = nodeEnv(cluster, "repl", "gateway");
+  const child = spawn(process.execPath, [path.join(ROOT, "dist/bin/repl.js")], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+    stdio: ["pipe", "pipe", "pipe"],
   });
+  let output = "";
+  child.stdout.on("data", d => (output += d.toString()));
+  child.stderr.on("data", d => (output += d.toString()));
+  const exited = new Promise<void>(resolve => child.on("exit", () => resolve()));
+  const alive = () => {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error("the REPL exited");
+  };
+  try {
+    await waitFor("the REPL's prompt", () => (alive(), output.includes("stock $")), 90000, 100);
+    await waitFor(
+      "the REPL to see every partition owned",
+      async () => {
+        alive();
+        const from = output.length;
+        child.stdin.write("partitions\n");
+        const answer = await waitFor(
+          "an answer to `partitions`",
+          () => /all \d+ partitions owned|unowned partitions|no node runs/.exec(output.slice(from))?.[0],
+          30000,
+          50,
+        );
+        return answer.startsWith("all ");
+      },
+      90000,
+      500,
+    );
+    const from = output.length;
+    child.stdin.write(commands.join("\n") + "\n");
+    await waitFor(
+      "the last command to answer",
+      () => (alive(), /total lag: \d+/.test(output.slice(from))),
+      60000,
+      100,
+    );
+    child.stdin.end();
+    await waitFor("the REPL to exit", () => child.exitCode !== null || child.signalCode !== null, 30000);
+    return output;
+  } catch (err) {
+    throw new Error(`${(err as Error).message}\nREPL output:\n${output}`);
+  } finally {
+    child.kill("SIGKILL");
+    await exited;
+  }
 }

@@ -26,6 +26,8 @@ describe("the generator against POST /ingest (real Kafka)", () => {
       rate: 200,
       count: 400,
       quiet: true,
+      // The generator's default 10 s per request is a hope on a loaded machine, not the contract.
+      timeoutMs: 60000,
       seed: `ingest-generator-${Date.now()}`,
     });
     expect(summary).toEqual(
@@ -68,6 +70,7 @@ describe("the generator against POST /ingest (real Kafka)", () => {
       batch: 100,
       count: 2000,
       quiet: true,
+      timeoutMs: 60000,
       seed: `ingest-generator-batch-${Date.now()}`,
     });
     expect(summary).toEqual(expect.objectContaining({ delivered: 2000, requests: 20, ok: 20, failed: 0 }));

@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { StockMessage } from "../../../domain/messages";
 import { createNode, type StockNode } from "../../../app/node";
-import { freePort } from "../../../lib/net";
+import { gatewayPort, waitUntilReady } from "../../support/ports";
 import {
   deleteTopic,
   readTopic,
@@ -26,21 +26,27 @@ export async function startIngestNode(
   prefix: string,
   overrides: Record<string, string | undefined> = {},
 ): Promise<IngestNode> {
-  // moleculer-web does not report the port it got for PORT=0, so the port is picked beforehand.
-  const port = await freePort();
   const topic = uniqueName(prefix);
   const config = testConfig({
     SERVICES: "gateway,ingest",
     KAFKA_BROKERS: STACK.kafkaBrokers,
     KAFKA_TOPIC: topic,
     KAFKA_PARTITIONS: "6",
-    PORT: String(port),
+    // The OS picks the port when the gateway listens (read back below): a port picked beforehand
+    // could be taken by another process before the node listens on it.
+    PORT: "0",
     HOST: "127.0.0.1",
     NODE_ID: uniqueName(prefix),
+    // The shared broker of a loaded machine can take seconds to acknowledge; the default 5 s ack
+    // timeout would turn that into a 503 in tests that are not about the timeout.
+    KAFKA_ACK_TIMEOUT_MS: "30000",
     ...overrides,
   });
   const node = createNode(config);
   await node.broker.start();
+  const port = gatewayPort(node);
+  // A node's ingest service may still be starting when broker.start() resolves (503 until then).
+  if (config.services.includes("ingest")) await waitUntilReady(`http://127.0.0.1:${port}`);
   // Only the ingest service creates the topic; deleting one that does not exist makes kafkajs retry for long.
   const ownsTopic =
     config.kafka.brokers?.join(",") === STACK.kafkaBrokers && config.services.includes("ingest");
@@ -166,7 +172,7 @@ export function expectedKey(message: StockMessage | Record<string, unknown>): st
 }
 
 /** Every message of a topic on `brokers`, read from the beginning until the high watermarks. */
-export async function readAll(brokers: string, topic: string, timeoutMs = 30000): Promise<ConsumedRecord[]> {
+export async function readAll(brokers: string, topic: string, timeoutMs = 60000): Promise<ConsumedRecord[]> {
   const total = await topicSize(topic, brokers);
   if (total === 0) return [];
   return readTopic(topic, total, timeoutMs, brokers);

@@ -1,6 +1,5 @@
 import { PrivateKafka } from "../../support/private-kafka";
-import { freePort } from "../../../lib/net";
-import { AppProcess } from "../../support/processes";
+import { startOnFreePorts } from "../../support/processes";
 import { topicSize, uniqueName, waitFor } from "../../support/stack";
 import {
   postJson,
@@ -106,24 +105,34 @@ describe("POST /ingest while Kafka is down (private broker)", () => {
   it("lets a node process stop on SIGTERM within the ack timeout while the broker is down", async () => {
     // A real process (dist/bin/start.js), so kafkajs's retries of the abandoned produce call end
     // with it instead of lingering in this test process.
-    const port = await freePort();
-    const url = `http://127.0.0.1:${port}/ingest`;
-    const app = new AppProcess("ingest-node", {
-      SERVICES: "gateway,ingest",
-      KAFKA_BROKERS: kafka.brokers,
-      KAFKA_TOPIC: ingest!.topic,
-      KAFKA_PARTITIONS: "3",
-      KAFKA_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS),
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      METRICS_PORT: "0",
-      DEMO_FEED: "0",
-      LOG_LEVEL: "info",
-      NODE_ID: uniqueName("ingest-node"),
-    }).start();
+    // The port is picked before the process listens on it; a start that lost it is retried.
+    const { process: app, ports } = await startOnFreePorts(
+      "ingest-node",
+      ["PORT"],
+      ({ PORT }) => ({
+        SERVICES: "gateway,ingest",
+        KAFKA_BROKERS: kafka.brokers,
+        KAFKA_TOPIC: ingest!.topic,
+        KAFKA_PARTITIONS: "3",
+        KAFKA_ACK_TIMEOUT_MS: String(ACK_TIMEOUT_MS),
+        PORT: String(PORT),
+        HOST: "127.0.0.1",
+        METRICS_PORT: "0",
+        DEMO_FEED: "0",
+        LOG_LEVEL: "info",
+        NODE_ID: uniqueName("ingest-node"),
+      }),
+      p => p.waitForLine(/started successfully/, 90000),
+    );
+    const url = `http://127.0.0.1:${ports.PORT}/ingest`;
     try {
-      await app.waitForLine(/started successfully/, 90000);
-      expect((await postJson(url, tick())).status).toBe(200);
+      // The precondition: the new process produces (its first call also fetches the metadata).
+      await waitFor(
+        "the node to answer 200",
+        async () => (await postJson(url, tick())).status === 200,
+        60000,
+        250,
+      );
       await kafka.stop("SIGKILL");
       // A produce call now hangs in kafkajs's retries; the stop must not wait for it.
       expectUnavailable(await postJson(url, tick()));

@@ -27,7 +27,7 @@ describe("NATS transporter (real)", () => {
       actions: { echo: ctx => ({ from: "node-b", got: (ctx.params as { x: number }).x }) },
     });
     await Promise.all([a.start(), b.start()]);
-    await Promise.all([a.waitForServices("beta", 10000), b.waitForServices("alpha", 10000)]);
+    await Promise.all([a.waitForServices("beta", 60000), b.waitForServices("alpha", 60000)]);
 
     await expect(a.call("beta.echo", { x: 42 })).resolves.toEqual({ from: "node-b", got: 42 });
     await expect(b.call("alpha.whoami")).resolves.toBe("node-a");

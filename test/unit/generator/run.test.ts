@@ -158,31 +158,36 @@ describe("the generator run", () => {
   it("paces the schedule to the requested rate", async () => {
     server = await startRecordingServer();
     const summary = await runGenerator({ url: server.url, count: 60, rate: 200, quiet: true });
-    // 60 messages at 200/s: the last one is due at 295 ms.
+    // 60 messages at 200/s: the last one is due at 295 ms, so no run can be shorter.
     expect(summary.durationSeconds).toBeGreaterThan(0.25);
-    expect(summary.durationSeconds).toBeLessThan(2);
-  });
+    // Only a schedule off by orders of magnitude: how much longer it takes is up to the machine.
+    expect(summary.durationSeconds).toBeLessThan(20);
+  }, 30000);
 
   it("stops on --duration", async () => {
     server = await startRecordingServer();
     const summary = await runGenerator({ url: server.url, durationSeconds: 0.3, rate: 100, quiet: true });
     expect(summary.stoppedBy).toBe("duration");
     expect(summary.requests).toBeGreaterThan(10);
-    expect(summary.requests).toBeLessThan(60);
+    // Request j is due j * 10 ms after the start (within the 1 ms the schedule rounds): at most
+    // this many fit in the time the run took, however late a loaded machine fired the timer.
+    expect(summary.requests).toBeLessThanOrEqual(Math.floor(100 * (summary.durationSeconds + 0.001)) + 1);
     expect(summary.failed).toBe(0);
   });
 
   it("stops cleanly when its abort signal fires, as the demo feed does", async () => {
     server = await startRecordingServer();
     const feed = startGenerator({ url: server.url, model: "walk", rate: 200, quiet: true });
-    await new Promise(resolve => setTimeout(resolve, 200));
+    // Stopped once it has sent a few, not after a fixed time a loaded machine may spend starting it.
+    const deadline = Date.now() + 20000;
+    while (server.requests.length <= 5 && Date.now() < deadline) await new Promise(r => setTimeout(r, 20));
     feed.stop();
     const summary = await feed.done;
     expect(summary.stoppedBy).toBe("signal");
     expect(summary.failed).toBe(0);
     expect(summary.delivered).toBeGreaterThan(5);
     expect(server.requests).toHaveLength(summary.requests);
-  });
+  }, 30000);
 
   it("with no --rate posts one price tick and one additional message at once, as the course's two threads do", async () => {
     server = await startRecordingServer();
