@@ -1,6 +1,7 @@
 import path from "node:path";
 import type { Config } from "../lib/config";
 import type { Logger } from "../lib/logger";
+import { repeatFilter } from "../lib/waiting";
 import { EmbeddedLog } from "./log/embedded-log";
 import { KafkaLog } from "./log/kafka-log";
 import type { MessageLog } from "./log/types";
@@ -27,6 +28,10 @@ export class Resources {
   private sqlPromise: Promise<SqlClient> | null = null;
   private snapshotStore: SnapshotStore | null = null;
   private refs = 0;
+  /** Services still starting, and what each one waits for. */
+  private readonly starting = new Map<string, string>();
+  /** The same connection error is logged at most once a minute. */
+  private readonly freshLine = repeatFilter(60000);
 
   constructor(
     readonly config: Config,
@@ -69,9 +74,10 @@ export class Resources {
       this.sqlPromise = (async () => {
         let client: SqlClient;
         if (this.config.databaseUrl) {
-          client = new PostgresClient(this.config.databaseUrl, this.config.databasePoolSize, err =>
-            this.logger.warn(`Postgres connection error: ${err.message}`),
-          );
+          client = new PostgresClient(this.config.databaseUrl, this.config.databasePoolSize, err => {
+            const line = `Postgres connection error: ${err.message}`;
+            if (this.freshLine(line)) this.logger.warn(line);
+          });
         } else {
           const dir = this.embeddedDataDir;
           this.logger.info(`embedded PGlite database ${dir ? `in ${dir}/pglite` : "in memory"}`);
@@ -91,17 +97,30 @@ export class Resources {
     if (!this.snapshotStore) {
       const { redisUrl, kafka } = this.config;
       this.snapshotStore = redisUrl
-        ? new RedisSnapshotStore(redisUrl, `${kafka.groupId}:${kafka.topic}`, err =>
-            this.logger.warn(`Redis connection error: ${err.message}`),
-          )
+        ? new RedisSnapshotStore(redisUrl, `${kafka.groupId}:${kafka.topic}`, err => {
+            // ioredis reports every failed reconnection; the actors log the outage itself.
+            const line = `Redis connection error: ${err.message}`;
+            if (this.freshLine(line)) this.logger.warn(line);
+          })
         : new MemorySnapshotStore();
     }
     return this.snapshotStore;
   }
 
   /**
+   * A service of this process reports its start-up: what it is waiting for, or null once it
+   * runs. Services start in the background (a dependency may be away for a long time), so
+   * readiness asks here as well as the dependencies themselves.
+   */
+  reportStartup(service: string, waitingFor: string | null): void {
+    if (waitingFor === null) this.starting.delete(service);
+    else this.starting.set(service, waitingFor);
+  }
+
+  /**
    * Asks each dependency that `services` use for a sign of life: "ok", or what went wrong.
-   * A dependency that was never opened is opened here, so readiness reflects reality.
+   * A dependency that was never opened is opened here, so readiness reflects reality. A
+   * service of `services` that has not finished starting adds `start.<service>`: what it waits for.
    */
   async check(services: readonly string[]): Promise<Record<string, string>> {
     const uses = (...names: string[]) => names.some(n => services.includes(n));
@@ -110,6 +129,10 @@ export class Resources {
     if (uses("actors", "query")) probes.database = async () => (await this.sql()).query("SELECT 1");
     if (uses("actors")) probes.snapshots = () => this.snapshots().ping();
     const results: Record<string, string> = {};
+    for (const service of services) {
+      const waiting = this.starting.get(service);
+      if (waiting !== undefined) results[`start.${service}`] = waiting;
+    }
     await Promise.all(
       Object.entries(probes).map(async ([name, probe]) => {
         try {

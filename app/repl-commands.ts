@@ -100,7 +100,7 @@ export function replCommands(print: Print = line => console.log(line)): ReplComm
     },
     {
       command: "partitions",
-      description: "Which actors node owns which partition, with actor counts",
+      description: "Which actors node owns which partition, with actor counts and stalled partitions",
       async action(broker) {
         const replies: PartitionsReply[] = await directory(broker).refresh();
         if (replies.length === 0) return print("no node runs the actors service");
@@ -116,6 +116,15 @@ export function replCommands(print: Print = line => console.log(line)): ReplComm
         const unowned = Array.from({ length: count }, (_, p) => p).filter(p => !owner.has(p));
         print(
           unowned.length > 0 ? `unowned partitions: ${unowned.join(",")}` : `all ${count} partitions owned`,
+        );
+        const stalled = replies.flatMap(r => (r.stalled ?? []).map(s => ({ nodeID: r.nodeID, ...s })));
+        if (stalled.length === 0) return print("no partition stalled");
+        print(`stalled partitions (waiting for a dependency; they resume by themselves):`);
+        print(
+          table(
+            ["partition", "node", "waits for", "since", "attempts", "step", "last error"],
+            stalled.map(s => [s.partition, s.nodeID, s.dependency, s.since, s.attempts, s.step, s.error]),
+          ),
         );
       },
     },

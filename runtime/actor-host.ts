@@ -9,10 +9,12 @@ import {
   type IndicatorSettings,
   type Signal,
   type TickResult,
+  SettingsChangedError,
 } from "../domain/symbol-actor";
 import { FencedError, isRetriable, StockError } from "../domain/errors";
 import type { Logger } from "../lib/logger";
 import { partitionForKey } from "../lib/partitioner";
+import { nextBackoff, Outage } from "../lib/waiting";
 import { applyChunk, parseLogMessage, type ParsedMessage } from "./apply-chunk";
 import type { ResultsStore } from "./results-store";
 
@@ -25,6 +27,26 @@ export interface HostObserver {
   deadLetters?(count: number): void;
   /** After a batch is durable: the latest tick of each symbol it touched, and the signals it stored first. */
   published?(partition: number, latest: TickResult[], signals: Signal[]): void;
+  /** A partition started (`stalled` true) or stopped waiting for a dependency. */
+  stall?(partition: number, dependency: Dependency, stalled: boolean): void;
+}
+
+/** What a partition's loop waits for while it is stalled. */
+export type Dependency = "postgres" | "redis" | "kafka";
+
+/** A partition whose loop keeps retrying a step because a dependency is away (`actors.partitions`). */
+export interface PartitionStall {
+  partition: number;
+  /** The dependency the failing step needs. */
+  dependency: Dependency;
+  /** The failing step, e.g. "persist partition 3". */
+  step: string;
+  /** The last failure's message. */
+  error: string;
+  /** When the stall began (ISO 8601). */
+  since: string;
+  /** Failed attempts so far. */
+  attempts: number;
 }
 
 export interface ActorHostOptions {
@@ -58,12 +80,18 @@ class PartitionState {
    */
   fenced = false;
   readonly actors = new Map<string, ActorSlot>();
+  /** Set while a step of this partition's loop keeps failing: one log line when it starts, one when it ends. */
+  readonly outage: Outage;
+  stalledOn: Dependency | null = null;
   private tail: Promise<unknown> = Promise.resolve();
 
   constructor(
     readonly partition: number,
     readonly generation: number,
-  ) {}
+    logger: Logger,
+  ) {
+    this.outage = new Outage(`partition ${partition}`, logger);
+  }
 
   exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.tail.then(fn, fn);
@@ -100,10 +128,14 @@ export class ActorHost {
     this.generation = generation;
     const previous = this.partitions;
     const next = new Map<number, PartitionState>();
-    for (const p of partitions) next.set(p, new PartitionState(p, generation));
+    for (const p of partitions) next.set(p, new PartitionState(p, generation, this.options.logger));
     // Actors of a partition kept across the rebalance are dropped too: another node may have
     // owned it in between, so its state is reloaded from the snapshots under the new epoch.
-    for (const [p, state] of previous) if (!next.has(p)) state.actors.clear();
+    for (const [p, state] of previous) {
+      if (!next.has(p)) state.actors.clear();
+      // A stalled loop of the old assignment ends at its next attempt; its stall is over now.
+      this.endStall(state, "the partition was reassigned");
+    }
     previous.clear();
     for (const [p, state] of next) this.partitions.set(p, state);
   }
@@ -116,6 +148,24 @@ export class ActorHost {
     let n = 0;
     for (const state of this.partitions.values()) n += state.actors.size;
     return n;
+  }
+
+  /** Partitions whose loop is waiting for a dependency right now. */
+  stalledPartitions(): PartitionStall[] {
+    const out: PartitionStall[] = [];
+    for (const state of this.partitions.values()) {
+      const o = state.outage.state;
+      if (!o || !state.stalledOn) continue;
+      out.push({
+        partition: state.partition,
+        dependency: state.stalledOn,
+        step: o.what,
+        error: o.error,
+        since: new Date(o.since).toISOString(),
+        attempts: o.attempts,
+      });
+    }
+    return out.sort((a, b) => a.partition - b.partition);
   }
 
   partitionOf(symbol: string): number {
@@ -136,9 +186,15 @@ export class ActorHost {
     const slot = state.actors.get(symbol);
     if (slot) return slot.actor.view();
     const [stored] = await this.options.snapshots.load(state.partition, [symbol]);
-    return stored
-      ? SymbolActor.restore(JSON.parse(stored) as ActorSnapshot, this.options.settings).view()
-      : null;
+    if (!stored) return null;
+    const snapshot = JSON.parse(stored) as ActorSnapshot;
+    try {
+      return SymbolActor.restore(snapshot, this.options.settings).view();
+    } catch (err) {
+      if (!(err instanceof SettingsChangedError)) throw err;
+      const ticks = await this.options.results.storedTicks(symbol, snapshot.seq);
+      return SymbolActor.resettle(snapshot, this.options.settings, ticks).view();
+    }
   }
 
   isOwned(symbol: string): boolean {
@@ -195,7 +251,7 @@ export class ActorHost {
       try {
         if (state.epoch === null) {
           state.actors.clear();
-          state.epoch = await this.retry(batch, `claim partition ${batch.partition}`, () =>
+          state.epoch = await this.retry(state, batch, `claim partition ${batch.partition}`, "redis", () =>
             this.options.snapshots.claim(batch.partition),
           );
           this.options.logger.info(`partition ${batch.partition}: claimed with epoch ${state.epoch}`);
@@ -230,19 +286,20 @@ export class ActorHost {
     const parsed = await this.activate(state, batch, chunk);
 
     const applyStarted = process.hrtime.bigint();
+    const now = Date.now();
     const {
       outputs: out,
       touched,
       latest,
     } = applyChunk(partition, chunk, parsed, symbol => {
       const slot = state.actors.get(symbol)!;
-      slot.lastUsed = Date.now();
+      slot.lastUsed = now;
       return slot.actor;
     });
     observer?.applied?.(out.ticks.length, Number(process.hrtime.bigint() - applyStarted) / 1e9);
 
     const persistStarted = process.hrtime.bigint();
-    const { newSignals } = await this.retry(batch, `persist partition ${partition}`, () =>
+    const { newSignals } = await this.retry(state, batch, `persist partition ${partition}`, "postgres", () =>
       this.options.results.write(out),
     );
     observer?.persisted?.(Number(process.hrtime.bigint() - persistStarted) / 1e9);
@@ -256,14 +313,16 @@ export class ActorHost {
     if (touched.length > 0) {
       const entries = touched.map(a => ({ symbol: a.symbol, state: JSON.stringify(a.snapshot()) }));
       const snapshotStarted = process.hrtime.bigint();
-      await this.retry(batch, `snapshot partition ${partition}`, () =>
+      await this.retry(state, batch, `snapshot partition ${partition}`, "redis", () =>
         this.options.snapshots.save(partition, state.epoch!, entries),
       );
       observer?.snapshotted?.(Number(process.hrtime.bigint() - snapshotStarted) / 1e9);
     }
 
     const next = chunk[chunk.length - 1].offset + 1;
-    await this.retry(batch, `commit partition ${partition}`, () => this.options.commit(partition, next));
+    await this.retry(state, batch, `commit partition ${partition}`, "kafka", () =>
+      this.options.commit(partition, next),
+    );
     observer?.committed?.(partition, next, batch.highWatermark);
     // Only signals this batch stored are news: a replayed batch's were notified the first time.
     if (latest.length > 0 || newSignals.length > 0) observer?.published?.(partition, latest, newSignals);
@@ -280,17 +339,55 @@ export class ActorHost {
     for (const p of parsed) if ("symbol" in p && !state.actors.has(p.symbol)) missing.add(p.symbol);
     if (missing.size > 0) {
       const symbols = [...missing];
-      const stored = await this.retry(batch, `load snapshots of partition ${state.partition}`, () =>
-        this.options.snapshots.load(state.partition, symbols),
+      const stored = await this.retry(
+        state,
+        batch,
+        `load snapshots of partition ${state.partition}`,
+        "redis",
+        () => this.options.snapshots.load(state.partition, symbols),
       );
       const now = Date.now();
+      const settingsChanged: ActorSnapshot[] = [];
       symbols.forEach((symbol, i) => {
         const json = stored[i];
-        const actor = json
-          ? SymbolActor.restore(JSON.parse(json) as ActorSnapshot, this.options.settings)
-          : new SymbolActor(symbol, this.options.settings);
-        state.actors.set(symbol, { actor, lastUsed: now, unverified: !json });
+        if (!json) {
+          state.actors.set(symbol, {
+            actor: new SymbolActor(symbol, this.options.settings),
+            lastUsed: now,
+            unverified: true,
+          });
+          return;
+        }
+        const snapshot = JSON.parse(json) as ActorSnapshot;
+        try {
+          state.actors.set(symbol, {
+            actor: SymbolActor.restore(snapshot, this.options.settings),
+            lastUsed: now,
+            unverified: false,
+          });
+        } catch (err) {
+          if (!(err instanceof SettingsChangedError)) throw err;
+          settingsChanged.push(snapshot);
+        }
       });
+      // Snapshots taken under other indicator settings: the indicators are recomputed from the
+      // symbol's stored ticks, so the actor continues as if it had always run with these settings.
+      for (const snapshot of settingsChanged) {
+        const ticks = await this.retry(
+          state,
+          batch,
+          `read the stored ticks of ${snapshot.symbol} (partition ${state.partition})`,
+          "postgres",
+          () => this.options.results.storedTicks(snapshot.symbol, snapshot.seq),
+        );
+        const actor = SymbolActor.resettle(snapshot, this.options.settings, ticks);
+        state.actors.set(snapshot.symbol, { actor, lastUsed: now, unverified: false });
+      }
+      if (settingsChanged.length > 0) {
+        this.options.logger.info(
+          `partition ${state.partition}: indicator settings changed; recomputed ${settingsChanged.length} actor(s) from their stored ticks`,
+        );
+      }
     }
     await this.verifyFreshActors(state, batch, chunk, parsed);
     return parsed;
@@ -317,8 +414,12 @@ export class ActorHost {
       if (slot?.unverified && slot.actor.seq === 0) firstTick.set(p.symbol, chunk[i].offset);
     });
     if (firstTick.size === 0) return;
-    const places = await this.retry(batch, `check new symbols of partition ${state.partition}`, () =>
-      this.options.results.firstTickPlaces([...firstTick.keys()]),
+    const places = await this.retry(
+      state,
+      batch,
+      `check new symbols of partition ${state.partition}`,
+      "postgres",
+      () => this.options.results.firstTickPlaces([...firstTick.keys()]),
     );
     for (const row of places) {
       const offset = firstTick.get(row.symbol)!;
@@ -337,26 +438,56 @@ export class ActorHost {
   /**
    * Retries `fn` while its failure is retriable (a dependency is down), with exponential backoff
    * and heartbeats, for as long as this node still owns the partition. Nothing is committed
-   * meanwhile, so the log simply waits. Non-retriable failures propagate.
+   * meanwhile, so the log simply waits. Non-retriable failures propagate. The partition's
+   * outage logs one line when the step starts failing and one when it succeeds again, and the
+   * observer's `stall` turns the partition's stalled gauge on and off.
    */
-  private async retry<T>(batch: LogBatch, what: string, fn: () => Promise<T>): Promise<T> {
+  private async retry<T>(
+    state: PartitionState,
+    batch: LogBatch,
+    what: string,
+    dependency: Dependency,
+    fn: () => Promise<T>,
+  ): Promise<T> {
     let delay = 100;
-    for (let attempt = 1; ; attempt++) {
-      if (!batch.isActive()) throw new Abandoned(`${what}: partition ${batch.partition} is no longer ours`);
+    for (;;) {
+      if (!batch.isActive()) {
+        this.endStall(state, "the partition is no longer ours");
+        throw new Abandoned(`${what}: partition ${batch.partition} is no longer ours`);
+      }
       try {
-        return await fn();
+        const value = await fn();
+        if (state.outage.succeeded()) this.clearStall(state);
+        return value;
       } catch (err) {
         if (!isRetriable(err)) throw err;
-        if (this.stopping) throw new Abandoned(`${what}: stopping`);
-        if (attempt === 1 || attempt % 10 === 0) {
-          this.options.logger.warn(
-            `${what} failed (attempt ${attempt}), retrying in ${delay} ms: ${(err as Error).message}`,
-          );
+        if (this.stopping) {
+          this.endStall(state, "stopping");
+          throw new Abandoned(`${what}: stopping`);
+        }
+        if (
+          state.outage.failed(what, err, `; retrying with backoff up to ${this.options.retryMaxBackoffMs} ms`)
+        ) {
+          if (state.stalledOn && state.stalledOn !== dependency)
+            this.options.observer?.stall?.(state.partition, state.stalledOn, false);
+          state.stalledOn = dependency;
+          this.options.observer?.stall?.(state.partition, dependency, true);
         }
         await batch.heartbeat().catch(() => undefined);
         await sleep(delay);
-        delay = Math.min(delay * 2, this.options.retryMaxBackoffMs);
+        delay = nextBackoff(delay, this.options.retryMaxBackoffMs);
       }
     }
+  }
+
+  private clearStall(state: PartitionState): void {
+    if (!state.stalledOn) return;
+    this.options.observer?.stall?.(state.partition, state.stalledOn, false);
+    state.stalledOn = null;
+  }
+
+  private endStall(state: PartitionState, why: string): void {
+    state.outage.abandoned(why);
+    this.clearStall(state);
   }
 }

@@ -1,6 +1,7 @@
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import type { LogConsumer, MessageLog } from "../adapters/log/types";
 import { METRIC, registerMetrics } from "../lib/metrics";
+import { describeOutage, Outage, untilAvailable, WaitAborted } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
 import { ActorHost } from "../runtime/actor-host";
 import { ResultsStore } from "../runtime/results-store";
@@ -21,9 +22,21 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
   let generation = 0;
   let partitionCount = 0;
   let sweepTimer: NodeJS.Timeout | null = null;
+  /** What the start-up waits for, for NOT_READY answers and readiness. */
+  let startState = "starting";
+  let startAbort: AbortController | null = null;
+  let startup: Promise<void> | null = null;
 
+  const notReady = () =>
+    new Errors.MoleculerRetryableError(`actors are not running yet: ${startState}`, 503, "NOT_READY");
+  const notOwner = (nodeID: string, symbol: string) =>
+    new Errors.MoleculerClientError(
+      `node ${nodeID} owns no partition of symbol ${symbol} yet: ${startState}`,
+      409,
+      "NOT_OWNER",
+    );
   const requireHost = () => {
-    if (!host) throw new Errors.MoleculerRetryableError("actors are starting", 503, "NOT_READY");
+    if (!host) throw notReady();
     return host;
   };
 
@@ -36,8 +49,10 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       state: {
         params: SYMBOL_PARAM,
         async handler(this: Service, ctx: Context<{ symbol: string }>) {
-          const h = requireHost();
           const { symbol } = ctx.params;
+          // A node still starting owns nothing: "not mine" lets the gateway ask the next node.
+          if (!host) throw notOwner(this.broker.nodeID, symbol);
+          const h = host;
           if (!h.isOwned(symbol)) {
             throw new Errors.MoleculerClientError(
               `symbol ${symbol} is in partition ${h.partitionOf(symbol)}, which node ${this.broker.nodeID} does not own`,
@@ -62,6 +77,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
             partitionCount,
             partitions: h.ownedPartitions(),
             actors: h.actorCount(),
+            stalled: h.stalledPartitions(),
           };
         },
       },
@@ -75,7 +91,8 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       snapshot: {
         params: SYMBOL_PARAM,
         async handler(this: Service, ctx: Context<{ symbol: string }>) {
-          const written = await requireHost().snapshotNow(ctx.params.symbol);
+          if (!host) throw notOwner(this.broker.nodeID, ctx.params.symbol);
+          const written = await host.snapshotNow(ctx.params.symbol);
           if (!written) {
             throw new Errors.MoleculerClientError(
               `no live actor for ${ctx.params.symbol} on ${this.broker.nodeID}`,
@@ -89,101 +106,38 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       /** Consumer lag per partition for the whole group. */
       lag: {
         async handler() {
-          if (!log) throw new Errors.MoleculerRetryableError("actors are starting", 503, "NOT_READY");
+          if (!log) throw notReady();
           return log.lag(config.kafka.groupId);
         },
       },
     },
 
-    async started(this: Service) {
-      const broker = this.broker;
-      const logger = this.logger;
-      registerMetrics(broker);
-      const metrics = broker.metrics;
-      log = await resources.log();
-      const sql = await resources.sql();
-      const snapshots = resources.snapshots();
-      partitionCount = await log.ensureTopic();
-      consumer = log.createConsumer({ groupId: config.kafka.groupId });
-      const activeConsumer = consumer;
-      host = new ActorHost({
-        settings: config.indicators,
-        results: new ResultsStore(sql),
-        snapshots,
-        partitionCount,
-        commit: (p, next) => activeConsumer.commit(p, next),
-        idleMs: config.actors.idleMs,
-        retryMaxBackoffMs: config.actors.retryMaxBackoffMs,
-        logger,
-        observer: {
-          applied: (ticks, seconds) => {
-            metrics.observe(METRIC.applyLatency, seconds);
-            if (ticks > 0) metrics.increment(METRIC.ticksProcessed, undefined, ticks);
-          },
-          persisted: seconds => metrics.observe(METRIC.persistLatency, seconds),
-          snapshotted: seconds => metrics.observe(METRIC.snapshotLatency, seconds),
-          committed: (partition, next, highWatermark) =>
-            metrics.set(METRIC.consumerLag, Math.max(0, highWatermark - next), { partition }),
-          deadLetters: count => metrics.increment(METRIC.deadLetters, undefined, count),
-          published: (partition, ticks, signals) => {
-            metrics.set(METRIC.activeActors, host?.actorCount() ?? 0);
-            for (const s of signals) metrics.increment(METRIC.signals, { side: s.side });
-            void broker.broadcast("stock.analysed", {
-              nodeID: broker.nodeID,
-              partition,
-              ticks,
-              signals,
-            } satisfies AnalysedEvent);
-            if (signals.length > 0) void broker.emit("stock.signals", { signals } satisfies SignalsEvent);
-          },
+    /**
+     * Returns at once: joining the group needs Kafka, Postgres and Redis, and any of them may be
+     * away for a while. The start-up waits for each in the background (one line when it starts
+     * waiting, one when it resumes), so the other services of the process (the gateway of an
+     * all-in-one node) come up meanwhile, `/readyz` and the metrics say the node is not ready,
+     * and SIGTERM ends the wait. Only a failure no restart can fix (a changed migration, a
+     * refused login) stops the process.
+     */
+    started(this: Service) {
+      registerMetrics(this.broker);
+      const abort = new AbortController();
+      startAbort = abort;
+      startState = "starting";
+      resources.reportStartup("actors", startState);
+      startup = startConsuming(this, abort.signal).then(
+        () => resources.reportStartup("actors", null),
+        (err: Error) => {
+          if (err instanceof WaitAborted || abort.signal.aborted) return;
+          this.broker.fatal(`the actors cannot start: ${err.message}`, err, true);
         },
-      });
-      const activeHost = host;
-      await consumer.run({
-        onAssignment: (partitions, gen) => {
-          generation = gen;
-          // Lag of partitions this node no longer owns would otherwise be reported forever.
-          metrics.getMetric(METRIC.consumerLag)?.clear();
-          activeHost.onAssignment(partitions, gen);
-          metrics.increment(METRIC.rebalances);
-          metrics.set(METRIC.ownedPartitions, partitions.length);
-          metrics.set(METRIC.activeActors, activeHost.actorCount());
-          logger.info(`assigned partitions [${partitions.join(", ")}] (generation ${gen})`);
-          void broker.broadcast("actors.assignment", {
-            nodeID: broker.nodeID,
-            partitions,
-            generation: gen,
-            partitionCount,
-          } satisfies AssignmentEvent);
-        },
-        onBatch: (batch, gen) => activeHost.handleBatch(batch, gen),
-        onError: (err, fatal) => {
-          if (fatal) {
-            // Nothing will consume this node's partitions any more: exit, so the supervisor
-            // restarts it (replay makes that safe) instead of a process that looks alive.
-            broker.fatal("the Kafka consumer stopped for good", err as Error, true);
-          } else {
-            logger.error(`a batch failed and will be retried: ${(err as Error).message}`);
-          }
-        },
-      });
-      const sweepEvery = Math.min(30000, Math.max(1000, Math.floor(config.actors.idleMs / 2)));
-      sweepTimer = setInterval(() => {
-        activeHost.passivateIdle().then(
-          n => {
-            if (n > 0) logger.debug(`passivated ${n} idle actor(s)`);
-            metrics.set(METRIC.activeActors, activeHost.actorCount());
-          },
-          (err: Error) => logger.warn(`passivating idle actors failed, will try again: ${err.message}`),
-        );
-      }, sweepEvery);
-      sweepTimer.unref();
-      logger.info(
-        `actors consuming ${log.kind} topic "${log.topic}" as group "${config.kafka.groupId}" (${partitionCount} partitions)`,
       );
     },
 
     async stopped(this: Service) {
+      startAbort?.abort();
+      await startup;
       if (sweepTimer) clearInterval(sweepTimer);
       // Batches in flight finish (persist, snapshot, commit); then the member leaves the group,
       // so the partitions move at once instead of after a session timeout.
@@ -192,6 +146,137 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       this.logger.info("actors stopped: offsets committed, group left");
       host = null;
       consumer = null;
+      log = null;
     },
   };
+
+  /** Waits for Kafka, Postgres and Redis in turn, then joins the consumer group. */
+  async function startConsuming(service: Service, signal: AbortSignal): Promise<void> {
+    const broker = service.broker;
+    const logger = service.logger;
+    const metrics = broker.metrics;
+    const outage = new Outage("actors", logger, { failing: "waiting", recovered: "resumed" });
+    const wait = <T>(what: string, fn: () => Promise<T>) =>
+      untilAvailable(what, fn, {
+        outage,
+        signal,
+        maxBackoffMs: config.actors.retryMaxBackoffMs,
+        onChange: state => {
+          startState = describeOutage(state);
+          resources.reportStartup("actors", startState);
+        },
+      });
+
+    const kafkaLog = await wait("reach the log (Kafka)", async () => {
+      const l = await resources.log();
+      partitionCount = await l.ensureTopic();
+      return l;
+    });
+    log = kafkaLog;
+    const sql = await wait("migrate the database (Postgres)", () => resources.sql());
+    const snapshots = resources.snapshots();
+    await wait("reach the snapshot store (Redis)", () => snapshots.ping());
+
+    const activeConsumer = kafkaLog.createConsumer({ groupId: config.kafka.groupId });
+    consumer = activeConsumer;
+    const activeHost = new ActorHost({
+      settings: config.indicators,
+      results: new ResultsStore(sql),
+      snapshots,
+      partitionCount,
+      commit: (p, next) => activeConsumer.commit(p, next),
+      idleMs: config.actors.idleMs,
+      retryMaxBackoffMs: config.actors.retryMaxBackoffMs,
+      logger,
+      observer: {
+        applied: (ticks, seconds) => {
+          metrics.observe(METRIC.applyLatency, seconds);
+          if (ticks > 0) metrics.increment(METRIC.ticksProcessed, undefined, ticks);
+        },
+        persisted: seconds => metrics.observe(METRIC.persistLatency, seconds),
+        snapshotted: seconds => metrics.observe(METRIC.snapshotLatency, seconds),
+        committed: (partition, next, highWatermark) =>
+          metrics.set(METRIC.consumerLag, Math.max(0, highWatermark - next), { partition }),
+        deadLetters: count => metrics.increment(METRIC.deadLetters, undefined, count),
+        published: (partition, ticks, signals) => {
+          metrics.set(METRIC.activeActors, host?.actorCount() ?? 0);
+          for (const s of signals) metrics.increment(METRIC.signals, { side: s.side });
+          void broker.broadcast("stock.analysed", {
+            nodeID: broker.nodeID,
+            partition,
+            ticks,
+            signals,
+          } satisfies AnalysedEvent);
+          if (signals.length > 0) void broker.emit("stock.signals", { signals } satisfies SignalsEvent);
+        },
+        stall: (partition, dependency, stalled) =>
+          metrics.set(METRIC.partitionStalled, stalled ? 1 : 0, { partition, reason: dependency }),
+      },
+    });
+    host = activeHost;
+
+    const announce = (partitions: number[], gen: number) =>
+      void broker.broadcast("actors.assignment", {
+        nodeID: broker.nodeID,
+        partitions,
+        generation: gen,
+        partitionCount,
+      } satisfies AssignmentEvent);
+    // Out of the group (the Kafka client crashed, e.g. the broker went away) until it rejoins:
+    // one line when it drops out, one when it is back.
+    const membership = new Outage("actors", logger, {
+      failing: "out of the consumer group",
+      recovered: "back in the consumer group",
+    });
+    await wait("join the consumer group (Kafka)", () =>
+      activeConsumer.run({
+        onAssignment: (partitions, gen) => {
+          generation = gen;
+          membership.succeeded();
+          // Lag of partitions this node no longer owns would otherwise be reported forever.
+          metrics.getMetric(METRIC.consumerLag)?.clear();
+          activeHost.onAssignment(partitions, gen);
+          metrics.increment(METRIC.rebalances);
+          metrics.set(METRIC.ownedPartitions, partitions.length);
+          metrics.set(METRIC.activeActors, activeHost.actorCount());
+          logger.info(`assigned partitions [${partitions.join(", ")}] (generation ${gen})`);
+          announce(partitions, gen);
+        },
+        onLeft: (err, gen) => {
+          generation = gen;
+          membership.failed("the Kafka consumer", err, "; it rejoins by itself");
+          activeHost.onAssignment([], gen);
+          // No sample at all, not 0: readiness (k8s/actors.yaml) means "holds an assignment".
+          metrics.getMetric(METRIC.ownedPartitions)?.clear();
+          metrics.getMetric(METRIC.consumerLag)?.clear();
+          metrics.set(METRIC.activeActors, 0);
+          announce([], gen);
+        },
+        onBatch: (batch, gen) => activeHost.handleBatch(batch, gen),
+        onError: (err, fatal) => {
+          if (fatal) {
+            // No restart fixes this (authorization, invalid settings): exit so it shows, rather
+            // than a process that looks alive and consumes nothing.
+            broker.fatal("the Kafka consumer stopped for good", err as Error, true);
+          } else {
+            logger.error(`a batch failed and will be retried: ${(err as Error).message}`);
+          }
+        },
+      }),
+    );
+    const sweepEvery = Math.min(30000, Math.max(1000, Math.floor(config.actors.idleMs / 2)));
+    sweepTimer = setInterval(() => {
+      activeHost.passivateIdle().then(
+        n => {
+          if (n > 0) logger.debug(`passivated ${n} idle actor(s)`);
+          metrics.set(METRIC.activeActors, activeHost.actorCount());
+        },
+        (err: Error) => logger.warn(`passivating idle actors failed, will try again: ${err.message}`),
+      );
+    }, sweepEvery);
+    sweepTimer.unref();
+    logger.info(
+      `actors consuming ${kafkaLog.kind} topic "${kafkaLog.topic}" as group "${config.kafka.groupId}" (${partitionCount} partitions)`,
+    );
+  }
 }

@@ -6,6 +6,7 @@
 import type { Resources } from "../adapters/resources";
 import type { Signal, TickResult } from "../domain/symbol-actor";
 import type { Config } from "../lib/config";
+import type { PartitionStall } from "../runtime/actor-host";
 
 /** What the composition root hands every service factory. */
 export interface ServiceDeps {
@@ -54,7 +55,14 @@ export interface PartitionsReply {
   partitionCount: number;
   partitions: number[];
   actors: number;
+  /**
+   * Owned partitions whose loop is waiting for a dependency (Postgres, Redis, Kafka commits),
+   * lowest partition first; empty when all flow. Absent from nodes of earlier versions.
+   */
+  stalled?: PartitionStall[];
 }
+
+export type { PartitionStall };
 
 // ---- notifier ----------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@ import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { isPriceTick, messageKey, parseMessage, type StockMessage } from "../domain/messages";
 import { UnavailableError, type ValidationIssue } from "../domain/errors";
 import { METRIC, registerMetrics } from "../lib/metrics";
+import { describeOutage, Outage, untilAvailable, WaitAborted } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
 import { ProduceCoalescer } from "../runtime/produce-coalescer";
 import type { IngestParams, IngestResult, ServiceDeps } from "./contracts";
@@ -39,6 +40,9 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
   let coalescer: ProduceCoalescer | null = null;
   let closeProducer: (() => Promise<void>) | null = null;
+  let startState = "starting";
+  let startAbort: AbortController | null = null;
+  let startup: Promise<void> | null = null;
 
   return {
     name: "ingest",
@@ -75,9 +79,14 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
             throw new Errors.MoleculerClientError(what, 400, "VALIDATION_ERROR", { issues: checked.issues });
           }
           if (!coalescer)
-            throw new Errors.MoleculerRetryableError("ingest is not running", 503, "NOT_READY", {
-              retryable: true,
-            });
+            throw new Errors.MoleculerRetryableError(
+              `ingest is not running yet: ${startState}`,
+              503,
+              "NOT_READY",
+              {
+                retryable: true,
+              },
+            );
           const records = checked.messages.map(m => ({ key: messageKey(m), value: JSON.stringify(m) }));
           try {
             await coalescer.send(records);
@@ -100,25 +109,61 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
       },
     },
 
-    async started(this: { broker: Context["broker"]; logger: Context["broker"]["logger"] }) {
+    /**
+     * Returns at once and connects in the background, waiting for Kafka as long as it is away
+     * (one log line when the wait starts, one when it ends); meanwhile `ingest.push` answers 503
+     * and `/readyz` names what ingest waits for. See the actors service for why.
+     */
+    started(this: { broker: Context["broker"]; logger: Context["broker"]["logger"] }) {
       registerMetrics(this.broker);
-      const log = await resources.log();
-      const partitions = await log.ensureTopic();
-      const producer = await log.createProducer();
-      closeProducer = () => producer.close();
-      const metrics = this.broker.metrics;
-      coalescer = new ProduceCoalescer(producer, {
-        lingerMs: config.ingest.lingerMs,
-        ackTimeoutMs: config.kafka.ackTimeoutMs,
-        onBatch: (records, _requests, seconds) => {
-          metrics.observe(METRIC.produceLatency, seconds);
-          metrics.observe(METRIC.produceBatchSize, records);
+      const { broker, logger } = this;
+      const abort = new AbortController();
+      startAbort = abort;
+      startState = "starting";
+      resources.reportStartup("ingest", startState);
+      const outage = new Outage("ingest", logger, { failing: "waiting", recovered: "resumed" });
+      startup = untilAvailable(
+        "reach the log (Kafka)",
+        async () => {
+          const log = await resources.log();
+          const partitions = await log.ensureTopic();
+          const producer = await log.createProducer();
+          return { log, partitions, producer };
         },
-      });
-      this.logger.info(`producing to ${log.kind} topic "${log.topic}" (${partitions} partitions)`);
+        {
+          outage,
+          signal: abort.signal,
+          maxBackoffMs: config.actors.retryMaxBackoffMs,
+          onChange: state => {
+            startState = describeOutage(state);
+            resources.reportStartup("ingest", startState);
+          },
+        },
+      ).then(
+        ({ log, partitions, producer }) => {
+          closeProducer = () => producer.close();
+          const metrics = broker.metrics;
+          coalescer = new ProduceCoalescer(producer, {
+            lingerMs: config.ingest.lingerMs,
+            ackTimeoutMs: config.kafka.ackTimeoutMs,
+            onBatch: (records, _requests, seconds) => {
+              metrics.observe(METRIC.produceLatency, seconds);
+              metrics.observe(METRIC.produceBatchSize, records);
+            },
+          });
+          resources.reportStartup("ingest", null);
+          logger.info(`producing to ${log.kind} topic "${log.topic}" (${partitions} partitions)`);
+        },
+        (err: Error) => {
+          if (err instanceof WaitAborted || abort.signal.aborted) return;
+          broker.fatal(`ingest cannot start: ${err.message}`, err, true);
+        },
+      );
     },
 
     async stopped() {
+      startAbort?.abort();
+      await startup;
       const draining = coalescer;
       coalescer = null;
       if (draining) {

@@ -10,6 +10,7 @@ import {
   type HistoryParams,
   type SignalsParams,
 } from "../lib/query-params";
+import { describeOutage, Outage, untilAvailable, WaitAborted } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
 import { ResultsStore } from "../runtime/results-store";
 import type { ServiceDeps } from "./contracts";
@@ -31,10 +32,18 @@ const unknownSymbol = (symbol: string) =>
  * `minute_buckets`, no tick scan), and a symbol's replay report.
  */
 export default function createQueryService(deps: ServiceDeps): ServiceSchema {
-  const { resources } = deps;
+  const { config, resources } = deps;
   let results: ResultsStore | null = null;
+  let startState = "starting";
+  let startAbort: AbortController | null = null;
+  let startup: Promise<void> | null = null;
   const store = () => {
-    if (!results) throw new Errors.MoleculerRetryableError("query service is starting", 503, "NOT_READY");
+    if (!results)
+      throw new Errors.MoleculerRetryableError(
+        `the query service is not running yet: ${startState}`,
+        503,
+        "NOT_READY",
+      );
     return results;
   };
 
@@ -100,11 +109,36 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
       },
     },
 
-    async started() {
-      results = new ResultsStore(await resources.sql());
+    /** Returns at once; waits for Postgres in the background (see the actors service for why). */
+    started(this: { broker: Context["broker"]; logger: Context["broker"]["logger"] }) {
+      const { broker, logger } = this;
+      const abort = new AbortController();
+      startAbort = abort;
+      startState = "starting";
+      resources.reportStartup("query", startState);
+      startup = untilAvailable("migrate the database (Postgres)", () => resources.sql(), {
+        outage: new Outage("query", logger, { failing: "waiting", recovered: "resumed" }),
+        signal: abort.signal,
+        maxBackoffMs: config.actors.retryMaxBackoffMs,
+        onChange: state => {
+          startState = describeOutage(state);
+          resources.reportStartup("query", startState);
+        },
+      }).then(
+        sql => {
+          results = new ResultsStore(sql);
+          resources.reportStartup("query", null);
+        },
+        (err: Error) => {
+          if (err instanceof WaitAborted || abort.signal.aborted) return;
+          broker.fatal(`the query service cannot start: ${err.message}`, err, true);
+        },
+      );
     },
 
-    stopped() {
+    async stopped() {
+      startAbort?.abort();
+      await startup;
       results = null;
     },
   };

@@ -5,11 +5,13 @@ import {
   Partitioners,
   type Admin,
   type Consumer,
+  type ConsumerRunConfig,
   type KafkaConfig,
   type LogEntry,
   type Producer,
 } from "kafkajs";
 import { UnavailableError } from "../../domain/errors";
+import { repeatFilter } from "../../lib/waiting";
 import type {
   ConsumerHooks,
   ConsumerOptions,
@@ -28,6 +30,8 @@ export interface KafkaLogOptions {
   partitions: number;
   sessionTimeoutMs?: number;
   heartbeatIntervalMs?: number;
+  /** Longest pause before running a consumer again that kafkajs gave up on (default 30 s). */
+  rerunMaxBackoffMs?: number;
   /** Where kafkajs's own log lines go. */
   log?: (level: "error" | "warn" | "info" | "debug", message: string, extra: Record<string, unknown>) => void;
 }
@@ -38,6 +42,46 @@ const LEVELS: Record<number, "error" | "warn" | "info" | "debug"> = {
   [logLevel.INFO]: "info",
   [logLevel.DEBUG]: "debug",
 };
+
+/**
+ * kafkajs logs every failed connection attempt; while a broker is away that is a line every
+ * second or two. The same line is passed on at most once per this interval; the services log
+ * the outage itself once when it starts and once when it ends.
+ */
+const REPEAT_INTERVAL_MS = 60000;
+
+type ErrorChain = { name?: string; retriable?: boolean; cause?: unknown; type?: string };
+
+function rootCause(err: unknown): ErrorChain {
+  let e = err as ErrorChain;
+  for (let depth = 0; e?.cause && depth < 8; depth++) e = e.cause as ErrorChain;
+  return e;
+}
+
+/**
+ * Whether a kafkajs failure means "the broker is not there right now", by kafkajs's own rule for
+ * restarting a consumer: its retries ran out, or the root cause is marked retriable. Anything
+ * else (authorization, an invalid setting, a protocol error Kafka calls final) will fail the
+ * same way after any number of restarts.
+ */
+export function isKafkaOutage(err: unknown): boolean {
+  return (err as ErrorChain)?.name === "KafkaJSNumberOfRetriesExceeded" || rootCause(err)?.retriable === true;
+}
+
+/** An outage becomes the system's retriable `UnavailableError`; other failures pass unchanged. */
+function asUnavailable(what: string, err: unknown): unknown {
+  return isKafkaOutage(err)
+    ? new UnavailableError(`Kafka ${what}: ${(err as Error).message}`, { cause: err })
+    : err;
+}
+
+async function unavailableOnOutage<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw asUnavailable(what, err);
+  }
+}
 
 /** The production log: a Kafka topic, keyed by symbol, read by a consumer group. */
 export class KafkaLog implements MessageLog {
@@ -51,6 +95,7 @@ export class KafkaLog implements MessageLog {
   constructor(private readonly options: KafkaLogOptions) {
     this.topic = options.topic;
     const sink = options.log;
+    const fresh = repeatFilter(REPEAT_INTERVAL_MS);
     const config: KafkaConfig = {
       clientId: options.clientId,
       brokers: options.brokers,
@@ -60,7 +105,9 @@ export class KafkaLog implements MessageLog {
       logLevel: logLevel.WARN,
       logCreator: () => (entry: LogEntry) => {
         const { message, ...extra } = entry.log;
-        if (sink) sink(LEVELS[entry.level] ?? "info", `kafkajs ${entry.namespace}: ${message}`, extra);
+        if (!sink) return;
+        const line = `kafkajs ${entry.namespace}: ${message}`;
+        if (fresh(line)) sink(LEVELS[entry.level] ?? "info", line, extra);
       },
     };
     this.kafka = new Kafka(config);
@@ -75,7 +122,11 @@ export class KafkaLog implements MessageLog {
     return this.admin;
   }
 
-  async ensureTopic(): Promise<number> {
+  ensureTopic(): Promise<number> {
+    return unavailableOnOutage("topic check", () => this.ensureTopicOnce());
+  }
+
+  private async ensureTopicOnce(): Promise<number> {
     const admin = await this.connectedAdmin();
     const topics = await admin.listTopics();
     if (!topics.includes(this.topic)) {
@@ -92,11 +143,13 @@ export class KafkaLog implements MessageLog {
     return this.partitionCount();
   }
 
-  async partitionCount(): Promise<number> {
-    const admin = await this.connectedAdmin();
-    const meta = await admin.fetchTopicMetadata({ topics: [this.topic] });
-    this.cachedPartitions = meta.topics[0]?.partitions.length ?? 0;
-    return this.cachedPartitions;
+  partitionCount(): Promise<number> {
+    return unavailableOnOutage("metadata", async () => {
+      const admin = await this.connectedAdmin();
+      const meta = await admin.fetchTopicMetadata({ topics: [this.topic] });
+      this.cachedPartitions = meta.topics[0]?.partitions.length ?? 0;
+      return this.cachedPartitions;
+    });
   }
 
   async createProducer(): Promise<LogProducer> {
@@ -110,9 +163,10 @@ export class KafkaLog implements MessageLog {
       // Idempotence needs unlimited retries to keep its guarantee; callers bound the wait instead.
       retry: { initialRetryTime: 100, maxRetryTime: 1000, retries: Number.MAX_SAFE_INTEGER },
     });
-    await producer.connect();
     const close = () => producer.disconnect();
+    // Registered before connecting: a node stopped while the broker is away closes it too.
     this.closables.push(close);
+    await unavailableOnOutage("producer connect", () => producer.connect());
     return {
       send: async (records: LogRecord[]) => {
         try {
@@ -140,12 +194,17 @@ export class KafkaLog implements MessageLog {
       consumer,
       this.topic,
       () => this.cachedPartitions || this.options.partitions,
+      this.options.rerunMaxBackoffMs ?? 30000,
     );
     this.closables.push(() => kafkaConsumer.stop());
     return kafkaConsumer;
   }
 
-  async lag(groupId: string): Promise<PartitionLag[]> {
+  lag(groupId: string): Promise<PartitionLag[]> {
+    return unavailableOnOutage("lag", () => this.lagOnce(groupId));
+  }
+
+  private async lagOnce(groupId: string): Promise<PartitionLag[]> {
     const admin = await this.connectedAdmin();
     const [ends, groups] = await Promise.all([
       admin.fetchTopicOffsets(this.topic),
@@ -193,11 +252,15 @@ class KafkaConsumer implements LogConsumer {
   private draining = false;
   private readonly inFlight = new Set<Promise<number>>();
   private stopping: Promise<void> | null = null;
+  private runConfig: ConsumerRunConfig | null = null;
+  private rerunTimer: NodeJS.Timeout | null = null;
+  private rerunDelayMs = 1000;
 
   constructor(
     private readonly consumer: Consumer,
     private readonly topic: string,
     private readonly partitionCount: () => number,
+    private readonly rerunMaxBackoffMs: number,
   ) {}
 
   async run(hooks: ConsumerHooks): Promise<void> {
@@ -205,17 +268,63 @@ class KafkaConsumer implements LogConsumer {
     this.running = true;
     // GROUP_JOIN fires synchronously after each join+sync, before the first fetch of the new
     // assignment: the one place kafkajs tells us which partitions we now own.
-    this.consumer.on(this.consumer.events.GROUP_JOIN, event => {
-      this.generation += 1;
-      const assigned = (event.payload.memberAssignment[this.topic] ?? []).slice().sort((a, b) => a - b);
-      hooks.onAssignment(assigned, this.generation);
-    });
-    this.consumer.on(this.consumer.events.CRASH, event => {
-      if (this.running) hooks.onError?.(event.payload.error, !event.payload.restart);
-    });
-    await this.consumer.connect();
-    await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
-    await this.consumer.run({
+    const removers = [
+      this.consumer.on(this.consumer.events.GROUP_JOIN, event => {
+        this.generation += 1;
+        this.rerunDelayMs = 1000;
+        const assigned = (event.payload.memberAssignment[this.topic] ?? []).slice().sort((a, b) => a - b);
+        hooks.onAssignment(assigned, this.generation);
+      }),
+      this.consumer.on(this.consumer.events.CRASH, event => {
+        if (!this.running) return;
+        const err = event.payload.error;
+        // A crashed consumer has left the group: this generation's batches must stop, and nothing
+        // is owned until the next join.
+        this.generation += 1;
+        hooks.onLeft?.(err, this.generation);
+        if (event.payload.restart) return; // kafkajs runs it again by itself
+        if (!isKafkaOutage(err)) {
+          hooks.onError?.(err, true);
+          return;
+        }
+        // An outage kafkajs stopped retrying is still an outage: run the consumer again, with
+        // backoff, for as long as it lasts (what a restart of the process would do, minus the exit).
+        this.scheduleRerun(hooks);
+      }),
+    ];
+    this.runConfig = this.batchConfig(hooks);
+    try {
+      await this.consumer.connect();
+      await this.consumer.subscribe({ topic: this.topic, fromBeginning: true });
+      await this.consumer.run(this.runConfig);
+    } catch (err) {
+      this.running = false;
+      for (const remove of removers) remove();
+      throw asUnavailable("consumer start", err);
+    }
+  }
+
+  private scheduleRerun(hooks: ConsumerHooks): void {
+    if (this.rerunTimer || !this.running) return;
+    const delay = this.rerunDelayMs;
+    this.rerunDelayMs = Math.min(this.rerunDelayMs * 2, this.rerunMaxBackoffMs);
+    this.rerunTimer = setTimeout(() => {
+      this.rerunTimer = null;
+      if (!this.running || !this.runConfig) return;
+      const config = this.runConfig;
+      (async () => {
+        await this.consumer.connect();
+        await this.consumer.run(config);
+      })().catch((err: unknown) => {
+        if (!this.running) return;
+        if (isKafkaOutage(err)) this.scheduleRerun(hooks);
+        else hooks.onError?.(err, true);
+      });
+    }, delay);
+  }
+
+  private batchConfig(hooks: ConsumerHooks): ConsumerRunConfig {
+    return {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: Math.max(1, this.partitionCount()),
@@ -260,7 +369,7 @@ class KafkaConsumer implements LogConsumer {
           this.inFlight.delete(work);
         }
       },
-    });
+    };
   }
 
   async commit(partition: number, nextOffset: number): Promise<void> {
@@ -289,6 +398,8 @@ class KafkaConsumer implements LogConsumer {
       const wasRunning = this.running;
       this.running = false;
       this.draining = true;
+      if (this.rerunTimer) clearTimeout(this.rerunTimer);
+      this.rerunTimer = null;
       this.stopping = (async () => {
         try {
           if (wasRunning) this.consumer.pause([{ topic: this.topic }]);

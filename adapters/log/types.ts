@@ -41,9 +41,16 @@ export interface ConsumerHooks {
   onBatch(batch: LogBatch, generation: number): Promise<number>;
   /**
    * A batch failed (the batch is retried after a pause), or, with `fatal`, the consumer stopped
-   * for good and will not fetch again: the process can no longer do its work.
+   * for good on an error no restart can fix (authorization, invalid settings): the process can
+   * no longer do its work. A broker outage is never fatal: the consumer waits and runs again.
    */
   onError?(err: unknown, fatal: boolean): void;
+  /**
+   * The member dropped out of the group (the Kafka client crashed, e.g. the broker went away):
+   * it owns nothing until the next `onAssignment`, and batches in flight are no longer active.
+   * The consumer rejoins by itself; `generation` is the one that ended the old assignment.
+   */
+  onLeft?(err: unknown, generation: number): void;
 }
 
 export interface LogConsumer {

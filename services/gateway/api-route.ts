@@ -78,6 +78,8 @@ export function apiRoute(deps: { directory: () => ActorDirectory; respond: Respo
           partitionCount: actorsNodes[0]?.partitionCount ?? null,
           partitions: dir.table(),
           lag,
+          // Partitions whose loop waits for a dependency, with the node that owns each.
+          stalled: actorsNodes.flatMap(a => (a.stalled ?? []).map(s => ({ nodeID: a.nodeID, ...s }))),
         });
       }),
 
