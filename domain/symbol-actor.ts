@@ -121,6 +121,21 @@ export class IncompatibleSnapshotError extends StockError {
   }
 }
 
+/**
+ * A snapshot taken under other indicator settings than the configured ones. Its windows cannot be
+ * continued, but everything else can: `SymbolActor.resettle` recomputes the indicators from the
+ * symbol's stored ticks.
+ */
+export class SettingsChangedError extends IncompatibleSnapshotError {}
+
+/** One stored price tick, as much as the indicators are computed from. */
+export interface StoredTick {
+  seq: number;
+  close: number;
+  /** Epoch seconds. */
+  timestamp: number;
+}
+
 const SETTING_KEYS = ["smaPeriod", "emaPeriod", "rsiPeriod", "rsiOversold", "rsiOverbought"] as const;
 
 /**
@@ -255,7 +270,7 @@ export class SymbolActor {
       k => `${k} ${taken[k]} in the snapshot, ${settings[k]} configured`,
     );
     if (differences.length > 0) {
-      throw new IncompatibleSnapshotError(
+      throw new SettingsChangedError(
         `snapshot of ${symbol} was taken with other indicator settings (${differences.join("; ")})`,
       );
     }
@@ -290,6 +305,66 @@ export class SymbolActor {
         cause: err,
       });
     }
+  }
+
+  /**
+   * Continues a symbol under other indicator settings. Sequence numbers, offsets, aggregates, side
+   * data and the last tick come from `snapshot`; SMA, EMA, RSI, the signal edge and the last signal
+   * are recomputed under `settings` from the symbol's stored ticks (every one, in `seq` order), so
+   * the actor continues exactly as one that always ran with these settings would. The ticks must be
+   * the snapshot's: seq 1 to `snapshot.seq`, ending with its last close.
+   */
+  static resettle(
+    snapshot: ActorSnapshot,
+    settings: IndicatorSettings,
+    ticks: readonly StoredTick[],
+  ): SymbolActor {
+    const fresh = new SymbolActor(snapshot.symbol, settings);
+    const actor = SymbolActor.restore(
+      {
+        ...snapshot,
+        settings: pickSettings(settings),
+        sma: fresh.sma.snapshot(),
+        ema: fresh.ema.snapshot(),
+        rsi: fresh.rsi.snapshot(),
+        signals: fresh.signals.snapshot(),
+        lastSignal: null,
+      },
+      settings,
+    );
+    if (ticks.length !== actor._seq) {
+      throw new IncompatibleSnapshotError(
+        `cannot recompute ${actor.symbol}'s indicators: its snapshot has ${actor._seq} ticks, ${ticks.length} were given`,
+      );
+    }
+    ticks.forEach((t, i) => {
+      if (t.seq !== i + 1 || !Number.isFinite(t.close)) {
+        throw new IncompatibleSnapshotError(
+          `cannot recompute ${actor.symbol}'s indicators: stored tick ${i + 1} is ${JSON.stringify(t)}`,
+        );
+      }
+      const rsi = actor.rsi.update(t.close);
+      actor.sma.update(t.close);
+      actor.ema.update(t.close);
+      if (rsi === null) return;
+      const side = actor.signals.update(rsi);
+      if (side !== null) {
+        actor.lastSignal = {
+          symbol: actor.symbol,
+          side,
+          rsi,
+          price: t.close,
+          timestamp: t.timestamp,
+          seq: t.seq,
+        };
+      }
+    });
+    if (ticks.length > 0 && ticks[ticks.length - 1].close !== actor.lastClose) {
+      throw new IncompatibleSnapshotError(
+        `cannot recompute ${actor.symbol}'s indicators: its stored ticks end at close ${ticks[ticks.length - 1].close}, its snapshot at ${actor.lastClose}`,
+      );
+    }
+    return actor;
   }
 
   private applyTick(tick: PriceTick, offset: number): ActorOutput {

@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { EMA } from "../../../domain/indicators/ema";
 import { RSI } from "../../../domain/indicators/rsi";
+import { recomputeIndicators } from "../../../domain/recompute";
 import { SMA } from "../../../domain/indicators/sma";
 import type { PriceTick, SymbolSideData } from "../../../domain/messages";
 import {
@@ -8,6 +9,7 @@ import {
   ActorSnapshot,
   IncompatibleSnapshotError,
   IndicatorSettings,
+  SettingsChangedError,
   SymbolActor,
 } from "../../../domain/symbol-actor";
 import { orderBook, randomWalk, seededRandom, T0, ticksFromCloses } from "./fixtures";
@@ -359,5 +361,98 @@ describe("SymbolActor", () => {
         }),
       );
     });
+  });
+});
+
+describe("SymbolActor.resettle: continuing a symbol under other indicator settings", () => {
+  const OTHER: IndicatorSettings = {
+    smaPeriod: 5,
+    emaPeriod: 4,
+    rsiPeriod: 3,
+    rsiOversold: 25,
+    rsiOverbought: 75,
+  };
+
+  function stream(): Message[] {
+    const random = seededRandom(83);
+    const ticks = ticksFromCloses(random, "AAPL", randomWalk(random, 400, 100, 0.06));
+    const out: Message[] = [];
+    ticks.forEach((t, i) => {
+      out.push(t);
+      if (i % 37 === 0) out.push(orderBook("AAPL", i % 2 ? "buy" : "sell", t.closing_price, 10 + i));
+    });
+    return out;
+  }
+
+  function run(actor: SymbolActor, messages: Message[], from = 0): ActorOutput[] {
+    return messages.map((m, i) => actor.apply(m, from + i)!);
+  }
+
+  it("refuses to restore a snapshot taken under other settings, naming the difference", () => {
+    const actor = new SymbolActor("AAPL", SETTINGS);
+    run(actor, stream().slice(0, 50));
+    expect(() => SymbolActor.restore(actor.snapshot(), OTHER)).toThrow(SettingsChangedError);
+    expect(() => SymbolActor.restore(actor.snapshot(), OTHER)).toThrow(
+      /smaPeriod 20 in the snapshot, 5 configured/,
+    );
+  });
+
+  it("is the actor that always ran with the new settings, and continues identically", () => {
+    const messages = stream();
+    const cut = 250;
+    const old = new SymbolActor("AAPL", SETTINGS);
+    const stored = run(old, messages.slice(0, cut))
+      .filter(o => o.kind === "tick")
+      .map(
+        o =>
+          (o.kind === "tick" ? { seq: o.tick.seq, close: o.tick.close, timestamp: o.tick.timestamp } : null)!,
+      );
+    const reference = new SymbolActor("AAPL", OTHER);
+    run(reference, messages.slice(0, cut));
+
+    const resettled = SymbolActor.resettle(viaJson(old.snapshot()), OTHER, stored);
+    expect(resettled.snapshot()).toEqual(reference.snapshot());
+    expect(resettled.view().lastSignal).not.toBeNull();
+    expect(run(resettled, messages.slice(cut), cut)).toEqual(run(reference, messages.slice(cut), cut));
+    expect(resettled.snapshot()).toEqual(reference.snapshot());
+  });
+
+  it("refuses ticks that are not the snapshot's", () => {
+    const old = new SymbolActor("AAPL", SETTINGS);
+    const outputs = run(old, stream().slice(0, 60));
+    const stored = outputs.flatMap(o =>
+      o.kind === "tick" ? [{ seq: o.tick.seq, close: o.tick.close, timestamp: o.tick.timestamp }] : [],
+    );
+    const snapshot = old.snapshot();
+    expect(() => SymbolActor.resettle(snapshot, OTHER, stored.slice(1))).toThrow(IncompatibleSnapshotError);
+    const gap = [...stored.slice(0, 10), ...stored.slice(11), stored[stored.length - 1]];
+    expect(() => SymbolActor.resettle(snapshot, OTHER, gap)).toThrow(/stored tick 11/);
+    const otherEnd = stored.map((t, i) => (i === stored.length - 1 ? { ...t, close: t.close + 1 } : t));
+    expect(() => SymbolActor.resettle(snapshot, OTHER, otherEnd)).toThrow(/end at close/);
+  });
+});
+
+describe("recomputeIndicators", () => {
+  it("gives every stored tick the indicators and signals an actor with those settings produces", () => {
+    const settings: IndicatorSettings = {
+      smaPeriod: 7,
+      emaPeriod: 5,
+      rsiPeriod: 4,
+      rsiOversold: 35,
+      rsiOverbought: 65,
+    };
+    const random = seededRandom(97);
+    const ticks = ticksFromCloses(random, "MSFT", randomWalk(random, 500, 50, 0.05));
+    const actor = new SymbolActor("MSFT", settings);
+    const outputs = ticks.map((t, i) => actor.apply(t, i)!).flatMap(o => (o.kind === "tick" ? [o] : []));
+    const stored = outputs.map(o => ({ seq: o.tick.seq, close: o.tick.close, timestamp: o.tick.timestamp }));
+
+    const recomputed = recomputeIndicators("MSFT", stored, settings);
+    expect(recomputed.ticks).toEqual(
+      outputs.map(o => ({ seq: o.tick.seq, sma: o.tick.sma, ema: o.tick.ema, rsi: o.tick.rsi })),
+    );
+    const signals = outputs.flatMap(o => (o.signal ? [o.signal] : []));
+    expect(signals.length).toBeGreaterThan(3);
+    expect(recomputed.signals).toEqual(signals);
   });
 });
