@@ -4,6 +4,7 @@
 #   stack/stack.sh up       start what does not answer, wait until everything answers
 #   stack/stack.sh down     stop the Kafka broker this script started (shared services stay up)
 #   stack/stack.sh status   print what answers where; exit 1 if anything is down
+#   stack/stack.sh promtool install promtool (part of `up`), for the alerting rules' unit tests
 #
 # Postgres, Redis and NATS are reused when they already answer on their ports; otherwise they
 # are started from the Debian packages (installed first when missing and running as root).
@@ -59,6 +60,27 @@ chromium_up() {
   log "installing chromium from Debian packages"
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >>"$LOG_DIR/apt.log" 2>&1 ||
     die "apt-get install chromium failed (see $LOG_DIR/apt.log)"
+}
+
+# Not a server: promtool (Debian's prometheus package) checks and unit-tests the alerting rules
+# (test/unit/deploy/alerts.test.ts). The package would also start a Prometheus on :9090: a
+# policy-rc.d keeps it from starting during the install, and systemd's unit is stopped after.
+promtool_up() {
+  command -v promtool >/dev/null && return
+  if [ "$(id -u)" != 0 ]; then
+    log "promtool missing: the alerting rules' tests need it (apt-get install prometheus)"
+    return
+  fi
+  log "installing promtool (Debian's prometheus package; its server stays stopped)"
+  local policy=/usr/sbin/policy-rc.d added=0 failed=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && added=1
+  fi
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+    >>"$LOG_DIR/apt.log" 2>&1 || failed=1
+  if [ "$added" = 1 ]; then rm -f "$policy"; fi
+  if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+  if [ "$failed" = 1 ]; then die "apt-get install prometheus failed (see $LOG_DIR/apt.log)"; fi
 }
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
@@ -212,7 +234,12 @@ case "${1:-}" in
     nats_up
     kafka_up
     chromium_up
+    promtool_up
     status
+    ;;
+  promtool)
+    mkdir -p "$LOG_DIR"
+    promtool_up
     ;;
   down)
     if kafka_running; then
@@ -228,7 +255,7 @@ case "${1:-}" in
     status
     ;;
   *)
-    echo "usage: $0 up|down|status" >&2
+    echo "usage: $0 up|down|status|promtool" >&2
     exit 2
     ;;
 esac

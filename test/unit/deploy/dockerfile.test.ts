@@ -1,7 +1,9 @@
 import fs from "node:fs";
 import path from "node:path";
+import vm from "node:vm";
 import { loadConfig } from "../../../lib/config";
 import { dockerIgnoreMatcher, parseDockerfile, type Instruction, type Stage } from "./dockerfile";
+import { metricsEndpoint } from "./metric-series";
 import { readText, ROOT } from "./repo-files";
 
 /** Static checks of the Dockerfile and .dockerignore against package.json, tsconfig and the code. */
@@ -43,6 +45,50 @@ function copiesOf(stage: Stage): { source: string; dest: string; from?: string }
     }
   }
   return out;
+}
+
+/**
+ * Runs the HEALTHCHECK's `node -e` script in a sandbox whose `http.get` answers `status`: the URL
+ * it asked and the exit code it chose (none when it never exits).
+ */
+const EXIT = new Error("process.exit");
+function stopsAtExit(run: () => unknown): void {
+  try {
+    run();
+  } catch (err) {
+    if (err !== EXIT) throw err;
+  }
+}
+
+async function runHealthcheck(
+  script: string,
+  env: Record<string, string>,
+  status: number,
+): Promise<{ url?: string; code?: number }> {
+  const seen: { url?: string; code?: number } = {};
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>(resolve => (done = resolve));
+  const request = { on: () => request, setTimeout: () => request };
+  const http = {
+    get: (url: string, onResponse: (r: { statusCode: number }) => void) => {
+      seen.url = url;
+      setImmediate(() => stopsAtExit(() => onResponse({ statusCode: status })));
+      return request;
+    },
+  };
+  // process.exit ends the script where it is called: a sentinel thrown to the sandbox's caller.
+  const exit = (code: number) => {
+    seen.code ??= code;
+    done();
+    throw EXIT;
+  };
+  const require = (name: string) => {
+    if (name === "http" || name === "node:http") return http;
+    throw new Error(`the HEALTHCHECK requires ${name}`);
+  };
+  stopsAtExit(() => vm.runInNewContext(script, { process: { env, exit }, require }, { timeout: 1000 }));
+  await Promise.race([finished, new Promise(resolve => setTimeout(resolve, 500))]);
+  return seen;
 }
 
 function workdirOf(stage: Stage): string {
@@ -99,14 +145,30 @@ describe("Dockerfile", () => {
     expect(exposed.sort()).toEqual([DEFAULTS.port, DEFAULTS.metricsPort].sort());
   });
 
-  it("has a HEALTHCHECK that asks /healthz on gateway nodes and /metrics elsewhere, with node alone", () => {
+  it("has a HEALTHCHECK that runs node alone, with a script that compiles", () => {
     const check = all(runtime, "HEALTHCHECK").at(-1);
-    expect(check?.exec?.[0]).toBe("node");
-    const script = check!.exec!.join(" ");
-    expect(script).toContain("/healthz");
-    expect(script).toContain("/metrics");
-    expect(script).toContain(`'${DEFAULTS.port}'`);
-    expect(script).toContain(`'${DEFAULTS.metricsPort}'`);
+    expect(check?.exec?.slice(0, 2)).toEqual(["node", "-e"]);
+    expect(() => new vm.Script(check!.exec![2])).not.toThrow();
+  });
+
+  it.each([
+    ["a gateway node", "5999/healthz", { SERVICES: "gateway,ingest", PORT: "5999", METRICS_PORT: "3999" }],
+    ["a node running every service", "5999/healthz", { PORT: "5999" }],
+    ["an actors node", "3999/metrics", { SERVICES: "actors", PORT: "5999", METRICS_PORT: "3999" }],
+    ["an actors node with the default METRICS_PORT", "3030/metrics", { SERVICES: "actors" }],
+  ])("makes the HEALTHCHECK of %s ask port/path %s, healthy on 200 only", async (_what, target, env) => {
+    const script = all(runtime, "HEALTHCHECK").at(-1)!.exec![2];
+    const [port, route] = target.split("/");
+    const expected = `http://127.0.0.1:${port}${route === "metrics" ? metricsEndpoint(DEFAULTS).path : "/healthz"}`;
+    expect(await runHealthcheck(script, env, 200)).toEqual({ url: expected, code: 0 });
+    expect(await runHealthcheck(script, env, 503)).toEqual({ url: expected, code: 1 });
+  });
+
+  it("counts a node with neither gateway nor metrics endpoint as healthy, asking nothing", async () => {
+    const script = all(runtime, "HEALTHCHECK").at(-1)!.exec![2];
+    expect(await runHealthcheck(script, { SERVICES: "actors", METRICS_PORT: "0" }, 200)).toEqual({
+      code: 0,
+    });
   });
 });
 

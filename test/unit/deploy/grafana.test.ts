@@ -60,6 +60,7 @@ interface Annotation {
 interface Dashboard {
   uid: string;
   title: string;
+  refresh?: string;
   panels: Panel[];
   templating?: { list: Variable[] };
   annotations?: { list: Annotation[] };
@@ -90,7 +91,12 @@ const datasources = provisioningFiles("datasources").flatMap(f =>
 );
 const providers = provisioningFiles("dashboards").flatMap(f =>
   readYamlDocuments(f).flatMap(
-    d => (d.value as { providers?: { type: string; options: { path: string } }[] }).providers ?? [],
+    d =>
+      (
+        d.value as {
+          providers?: { type: string; folder?: string; folderUid?: string; options: { path: string } }[];
+        }
+      ).providers ?? [],
   ),
 );
 const dashboardFiles = listFiles(path.join(GRAFANA, "dashboards"), [".json"]);
@@ -168,8 +174,10 @@ describe("Grafana provisioning (grafana/provisioning)", () => {
     for (const d of datasources) expect(d.uid).toMatch(/^[\w-]{1,40}$/);
   });
 
-  it("loads grafana/dashboards through a file provider", () => {
+  it("loads grafana/dashboards through a file provider into a folder with a fixed uid", () => {
     expect(providers).toHaveLength(1);
+    expect(providers[0].folder).toBe("Stock analytics");
+    expect(providers[0].folderUid).toMatch(/^[\w-]{1,40}$/);
     expect(providers[0].type).toBe("file");
     expect(providers[0].options.path).toMatch(/\/dashboards$/);
     expect(dashboardFiles.length).toBeGreaterThanOrEqual(2);
@@ -231,6 +239,11 @@ describe("Grafana dashboards (grafana/dashboards)", () => {
         );
       }
     }
+  });
+
+  it("refresh every 5 s by default", () => {
+    for (const { file, dashboard } of dashboards)
+      expect({ file, refresh: dashboard.refresh }).toEqual({ file, refresh: "5s" });
   });
 
   it("use provisioned datasources only, by uid and with their type, in panels, variables and annotations", () => {

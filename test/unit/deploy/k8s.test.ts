@@ -1,8 +1,13 @@
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
+import vm from "node:vm";
+import { parseAllDocuments } from "yaml";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import type { IHorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import type { IPodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
 import type { IContainer } from "kubernetes-models/v1/Container";
@@ -38,9 +43,12 @@ interface Manifest {
 }
 
 interface Kustomization {
+  kind?: string;
   namespace?: string;
   resources?: string[];
-  images?: { name: string; newName?: string; newTag?: string }[];
+  components?: string[];
+  images?: { name: string; newName?: string; newTag?: string; digest?: string }[];
+  patches?: { target?: { kind?: string; name?: string }; patch?: string; path?: string }[];
 }
 
 interface Workload {
@@ -115,6 +123,8 @@ const devSecrets = ofKind<ISecret>("Secret").filter(
 const secretKeys = (s: ISecret) => Object.keys({ ...(s.data ?? {}), ...(s.stringData ?? {}) });
 
 const DEFAULTS = loadConfig({});
+/** Variables Node.js itself reads, not lib/config.ts. */
+const RUNTIME_VARIABLES = ["NODE_OPTIONS"];
 const labelsMatch = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
   Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
 
@@ -145,9 +155,10 @@ function containerEnv(c: IContainer, secret: ISecret | undefined): Record<string
 const configOf = (c: IContainer, secret = secretTemplate?.object): Config =>
   loadConfig(containerEnv(c, secret));
 
+/** The container port a probe or Service port names, by name or number; undefined if it declares none. */
 function portNumber(c: IContainer, port: number | string | undefined): number | undefined {
-  if (typeof port === "number") return port;
-  return c.ports?.find(p => p.name === port)?.containerPort;
+  return c.ports?.find(p => (typeof port === "number" ? p.containerPort === port : p.name === port))
+    ?.containerPort;
 }
 
 const probesOf = (c: IContainer): [string, IProbe][] =>
@@ -174,6 +185,170 @@ function gatewayGetPaths(): Set<string> {
   return paths;
 }
 
+/**
+ * An image named by a digest or an exact release: major.minor.patch with an optional suffix such as
+ * -alpine, or major.minor for Postgres, whose releases have two numbers. `nats:2.10-alpine` or
+ * `postgres:17` float.
+ */
+function isPinnedImage(image: string): boolean {
+  return (
+    /@sha256:[a-f0-9]{64}$/.test(image) ||
+    /^[\w./-]+:v?\d+\.\d+\.\d+(-[\w.]+)?$/.test(image) ||
+    /^(docker\.io\/)?(library\/)?postgres:\d+\.\d+(-[\w.]+)?$/.test(image)
+  );
+}
+
+const podSpecOf = (w: Workload) => w.template.spec ?? { containers: [] };
+
+/** Bytes of a Kubernetes memory quantity (512Mi, 1Gi, 1G, 500M). */
+function quantityBytes(q: string | number | undefined): number {
+  const m = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(String(q ?? ""));
+  if (!m) return NaN;
+  const unit: Record<string, number> = {
+    "": 1,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+  };
+  return Number(m[1]) * unit[m[2] ?? ""];
+}
+
+/** Bytes of a Redis memory setting (384mb, 1gb, 100000). */
+function redisBytes(v: string | undefined): number {
+  const m = /^(\d+)(b|kb|k|mb|m|gb|g)?$/i.exec(v ?? "");
+  if (!m) return NaN;
+  const unit: Record<string, number> = {
+    "": 1,
+    b: 1,
+    k: 1e3,
+    kb: 2 ** 10,
+    m: 1e6,
+    mb: 2 ** 20,
+    g: 1e9,
+    gb: 2 ** 30,
+  };
+  return Number(m[1]) * unit[(m[2] ?? "").toLowerCase()];
+}
+
+/** Value following `--flag` in an argument list (Redis, NATS). */
+const argAfter = (args: string[], flag: string) => {
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+};
+
+/** host and port of every server a container's configuration names (Kafka brokers and URLs). */
+function dependenciesOf(config: Config): { what: string; host: string; port: number }[] {
+  const out: { what: string; host: string; port: number }[] = [];
+  for (const broker of config.kafka.brokers ?? []) {
+    const [host, port] = broker.split(":");
+    out.push({ what: "Kafka", host, port: Number(port || 9092) });
+  }
+  const urls: [string, string | undefined, number][] = [
+    ["NATS", config.natsUrl, 4222],
+    ["Postgres", config.databaseUrl, 5432],
+    ["Redis", config.redisUrl, 6379],
+  ];
+  for (const [what, url, defaultPort] of urls) {
+    if (!url) continue;
+    const u = new URL(url);
+    out.push({ what, host: u.hostname, port: Number(u.port || defaultPort) });
+  }
+  return out;
+}
+
+const networkPolicies = ofKind<INetworkPolicy>("NetworkPolicy");
+/** The policies of the namespace that select pods with these labels, for one direction. */
+const policiesFor = (labels: Record<string, string> | undefined, type: "Ingress" | "Egress") =>
+  networkPolicies
+    .map(p => p.object)
+    .filter(p => p.spec?.policyTypes?.includes(type))
+    .filter(p => {
+      const selector = p.spec?.podSelector?.matchLabels ?? {};
+      return Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+    });
+
+/** Whether the policies let a pod with `labels` send (Egress) or accept (Ingress) TCP/UDP on `port`. */
+function allows(
+  labels: Record<string, string> | undefined,
+  type: "Ingress" | "Egress",
+  port: number,
+  protocol = "TCP",
+  peer?: (peers: unknown) => boolean,
+): boolean {
+  return policiesFor(labels, type).some(p =>
+    (type === "Ingress" ? (p.spec?.ingress ?? []) : (p.spec?.egress ?? [])).some(rule => {
+      const { from, to } = rule as { from?: unknown; to?: unknown };
+      const peers = type === "Ingress" ? from : to;
+      const portOk = (rule.ports ?? [{ port, protocol }]).some(
+        rp => (rp.protocol ?? "TCP") === protocol && (rp.port === undefined || rp.port === port),
+      );
+      return portOk && (peer ? peer(peers) : true);
+    }),
+  );
+}
+
+/** Pod Security Standards, "restricted" profile: what a pod violates (the checks its spec can fail). */
+function restrictedViolations(w: Workload): string[] {
+  const spec = podSpecOf(w);
+  const problems: string[] = [];
+  const podSc = spec.securityContext ?? {};
+  if (spec.hostNetwork || spec.hostPID || spec.hostIPC) problems.push("host namespaces");
+  for (const v of spec.volumes ?? []) if (v.hostPath) problems.push(`hostPath volume ${v.name}`);
+  for (const c of [...(spec.initContainers ?? []), ...spec.containers]) {
+    const sc = c.securityContext ?? {};
+    const where = `${w.name}/${c.name}`;
+    if ((sc.runAsNonRoot ?? podSc.runAsNonRoot) !== true) problems.push(`${where}: runAsNonRoot`);
+    if ((sc.runAsUser ?? podSc.runAsUser) === 0) problems.push(`${where}: runAsUser 0`);
+    const seccomp = (sc.seccompProfile ?? podSc.seccompProfile)?.type;
+    if (seccomp !== "RuntimeDefault" && seccomp !== "Localhost") problems.push(`${where}: seccompProfile`);
+    if (sc.allowPrivilegeEscalation !== false) problems.push(`${where}: allowPrivilegeEscalation`);
+    if (sc.privileged) problems.push(`${where}: privileged`);
+    if (!(sc.capabilities?.drop ?? []).includes("ALL")) problems.push(`${where}: capabilities.drop ALL`);
+    for (const cap of sc.capabilities?.add ?? [])
+      if (cap !== "NET_BIND_SERVICE") problems.push(`${where}: adds ${cap}`);
+    for (const p of c.ports ?? []) if (p.hostPort) problems.push(`${where}: hostPort ${p.hostPort}`);
+  }
+  return problems;
+}
+
+/** Runs a probe or HEALTHCHECK `node -e` script in a sandbox: the URL it fetches and its exit code. */
+async function runNodeScript(
+  script: string,
+  env: Record<string, string>,
+  body: string,
+): Promise<{ url?: string; code?: number }> {
+  const seen: { url?: string; code?: number } = {};
+  let done: () => void = () => undefined;
+  const finished = new Promise<void>(resolve => (done = resolve));
+  const exit = (code: number) => {
+    seen.code ??= code;
+    done();
+  };
+  const sandbox = {
+    process: { env, exit },
+    AbortSignal: { timeout: () => undefined },
+    fetch: (url: string) => {
+      seen.url = url;
+      return Promise.resolve({ ok: true, status: 200, text: () => Promise.resolve(body) });
+    },
+  };
+  vm.runInNewContext(script, sandbox, { timeout: 1000 });
+  await Promise.race([finished, new Promise(resolve => setTimeout(resolve, 1000))]);
+  return seen;
+}
+
+/** A YAML text in a temporary file, read back by the helpers that read files. */
+function writeTemp(text: string): string {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "stock-patch-")), "patch.yaml");
+  fs.writeFileSync(file, text);
+  return file;
+}
+
 describe("Kubernetes manifests (k8s/)", () => {
   it("parses every YAML document and each names its apiVersion, kind and metadata.name", () => {
     expect(manifests.length).toBeGreaterThan(0);
@@ -181,7 +356,8 @@ describe("Kubernetes manifests (k8s/)", () => {
       .filter(m => !isRecord(m.object) || !m.object.apiVersion || !m.object.kind || !m.object.metadata?.name)
       .map(m => `${m.file}#${m.index}`);
     expect(problems).toEqual([]);
-    for (const k of kustomizations.values()) expect(k).toMatchObject({ resources: expect.any(Array) });
+    for (const k of kustomizations.values())
+      if (k.kind !== "Component") expect(k).toMatchObject({ resources: expect.any(Array) });
   });
 
   it("validates every object against the Kubernetes schema (kubernetes-models)", () => {
@@ -296,7 +472,8 @@ describe("Kubernetes manifests (k8s/)", () => {
       }
       for (const { w, c } of appContainers) {
         for (const e of c.env ?? [])
-          if (!CONFIG_VARIABLES.includes(e.name)) problems.push(`${w.name}: env ${e.name}`);
+          if (!CONFIG_VARIABLES.includes(e.name) && !RUNTIME_VARIABLES.includes(e.name))
+            problems.push(`${w.name}: env ${e.name}`);
         for (const from of c.envFrom ?? []) {
           if (from.prefix) problems.push(`${w.name}: envFrom prefix ${from.prefix}`);
           if (from.configMapRef && !configMaps.has(from.configMapRef.name)) {
@@ -458,12 +635,17 @@ describe("Kubernetes manifests (k8s/)", () => {
     });
   });
 
-  it("lets a PodDisruptionBudget evict at most one actors pod at a time", () => {
-    const actors = deployment("actors");
-    const pdbs = ofKind<IPodDisruptionBudget>("PodDisruptionBudget").filter(({ object }) =>
-      labelsMatch(object.spec?.selector?.matchLabels ?? {}, actors.template.metadata?.labels),
-    );
-    expect(pdbs.map(p => p.object.spec?.maxUnavailable)).toEqual([1]);
+  it("lets one PodDisruptionBudget per app Deployment evict one pod at a time, unready pods always", () => {
+    for (const name of ["gateway", "actors"]) {
+      const w = deployment(name);
+      const pdbs = ofKind<IPodDisruptionBudget>("PodDisruptionBudget").filter(({ object }) =>
+        labelsMatch(object.spec?.selector?.matchLabels ?? {}, w.template.metadata?.labels),
+      );
+      expect({
+        deployment: name,
+        pdbs: pdbs.map(p => [p.object.spec?.maxUnavailable, p.object.spec?.unhealthyPodEvictionPolicy]),
+      }).toEqual({ deployment: name, pdbs: [[1, "AlwaysAllow"]] });
+    }
   });
 
   it("runs no more actors replicas than the topic has partitions (KAFKA_PARTITIONS)", () => {
@@ -481,8 +663,20 @@ describe("Kubernetes manifests (k8s/)", () => {
     const [hpa] = hpas;
     expect(hpa.spec?.metrics?.map(m => m.resource?.name)).toEqual(["cpu"]);
     const gateway = deployment("gateway");
-    expect(hpa.spec?.minReplicas).toBe(gateway.replicas);
+    expect(hpa.spec?.minReplicas).toBeGreaterThanOrEqual(2);
     for (const c of containersOf(gateway)) expect(c.resources?.requests?.cpu).toBeDefined();
+  });
+
+  it("leaves the replica count of an autoscaled Deployment to its HPA (no spec.replicas)", () => {
+    const scaled = ofKind<IHorizontalPodAutoscaler>("HorizontalPodAutoscaler").map(
+      h => h.object.spec?.scaleTargetRef.name,
+    );
+    expect(scaled.length).toBeGreaterThan(0);
+    for (const name of scaled)
+      expect({ deployment: name, replicas: deployment(name!).replicas }).toEqual({
+        deployment: name,
+        replicas: undefined,
+      });
   });
 
   it("announces every node's metrics endpoint to Prometheus through a headless Service", () => {
@@ -529,11 +723,331 @@ describe("Kubernetes manifests (k8s/)", () => {
     }
   });
 
-  it("pins every image other than the app's to a version", () => {
+  it("pins every image other than the app's to an exact version (major.minor.patch) or a digest", () => {
     const images = workloads
       .flatMap(w => containersOf(w).map(c => c.image ?? ""))
-      .filter(i => !i.startsWith(APP_IMAGE));
+      .filter(i => !isAppContainer({ name: "", image: i }));
     expect(images.length).toBeGreaterThan(0);
-    for (const image of images) expect(image).toMatch(/^[\w./-]+:\d[\w.-]*$/);
+    for (const image of images)
+      expect({ image, pinned: isPinnedImage(image) }).toEqual({ image, pinned: true });
+  });
+
+  it("pins the app image in the kustomization to an exact release tag or a digest, never a floating tag", () => {
+    const entries = baseKustomization.images ?? [];
+    expect(entries.map(i => i.name)).toEqual([APP_IMAGE]);
+    const [entry] = entries;
+    const exactTag = /^v?\d+\.\d+\.\d+(-[\w.]+)?$/.test(entry.newTag ?? "");
+    const digest = /^sha256:[a-f0-9]{64}$/.test(entry.digest ?? "");
+    expect({ newTag: entry.newTag, digest: entry.digest, pinned: exactTag || digest }).toMatchObject({
+      pinned: true,
+    });
+    for (const { c } of appContainers) expect(c.image).toBe(APP_IMAGE);
+  });
+  describe("fail closed: ingest authentication", () => {
+    it("reads every Secret key of the app as required (optional: false), so a missing key stops the pod", () => {
+      const refs = appContainers.flatMap(({ w, c }) =>
+        (c.env ?? [])
+          .filter(e => e.valueFrom?.secretKeyRef)
+          .map(e => ({ workload: w.name, name: e.name, optional: e.valueFrom!.secretKeyRef!.optional })),
+      );
+      expect(refs.filter(r => r.name === "INGEST_TOKEN").map(r => r.workload)).toEqual(["gateway"]);
+      for (const r of refs) expect(r).toEqual({ ...r, optional: false });
+    });
+
+    it("offers unauthenticated ingest only as the explicit component ingest-auth-off, outside the base", () => {
+      const component = kustomizations.get("k8s/components/ingest-auth-off");
+      expect(component?.kind).toBe("Component");
+      expect(component?.patches).toHaveLength(1);
+      const [patch] = component!.patches!;
+      expect(patch.target).toMatchObject({ kind: "Deployment", name: "gateway" });
+      const patched = readYamlDocuments(writeTemp(patch.patch ?? ""))[0].value as IDeployment;
+      const containers = patched.spec?.template.spec?.containers ?? [];
+      expect(containers.map(c => c.name)).toEqual(containersOf(deployment("gateway")).map(c => c.name));
+      expect(containers[0].env).toEqual([{ name: "INGEST_TOKEN", $patch: "delete" }]);
+      for (const k of kustomizations.values())
+        expect(k.components ?? []).not.toContain(expect.stringContaining("ingest-auth-off"));
+    });
+  });
+
+  describe("cluster conventions", () => {
+    it("labels the namespace for Pod Security `restricted` (enforce, audit, warn)", () => {
+      const ns = ofKind<{ metadata: Meta }>("Namespace").map(n => n.object.metadata.labels ?? {});
+      expect(ns).toHaveLength(1);
+      expect(ns[0]).toMatchObject({
+        "pod-security.kubernetes.io/enforce": "restricted",
+        "pod-security.kubernetes.io/audit": "restricted",
+        "pod-security.kubernetes.io/warn": "restricted",
+      });
+    });
+
+    it("runs every pod of the namespace (app and dev dependencies) within Pod Security `restricted`", () => {
+      expect(workloads.length).toBeGreaterThan(2);
+      expect(workloads.flatMap(restrictedViolations)).toEqual([]);
+    });
+
+    it("sizes V8's heap (NODE_OPTIONS --max-old-space-size) at 60..80 % of each app container's memory limit", () => {
+      for (const { w, c } of appContainers) {
+        const options = c.env?.find(e => e.name === "NODE_OPTIONS")?.value ?? "";
+        const mb = Number(/--max-old-space-size=(\d+)/.exec(options)?.[1]);
+        const limitMb = quantityBytes(c.resources?.limits?.memory) / 2 ** 20;
+        const share = mb / limitMb;
+        expect({ workload: w.name, options, fits: share >= 0.6 && share <= 0.8 }).toEqual({
+          workload: w.name,
+          options,
+          fits: true,
+        });
+      }
+    });
+
+    it("spreads the app's pods over zones and over nodes", () => {
+      for (const w of appWorkloads) {
+        const spread = (podSpecOf(w).topologySpreadConstraints ?? []).filter(t =>
+          labelsMatch(t.labelSelector?.matchLabels ?? {}, w.template.metadata?.labels),
+        );
+        expect({ workload: w.name, keys: spread.map(t => t.topologyKey).sort() }).toEqual({
+          workload: w.name,
+          keys: ["kubernetes.io/hostname", "topology.kubernetes.io/zone"],
+        });
+      }
+    });
+
+    it("gives the gateway a preStop sleep, so endpoint removal reaches the load balancers before SIGTERM", () => {
+      const c = containersOf(deployment("gateway")).find(isAppContainer)!;
+      const command = c.lifecycle?.preStop?.exec?.command ?? [];
+      expect(command[0]).toBe("sleep");
+      expect(Number(command[1])).toBeGreaterThanOrEqual(3);
+    });
+
+    it("serves the gateway Service on PORT, to the gateway's http container port", () => {
+      const svc = ofKind<IService>("Service").find(s => s.object.metadata?.name === "gateway")!.object;
+      const c = containersOf(deployment("gateway")).find(isAppContainer)!;
+      const port = configOf(c).port;
+      expect(svc.spec?.ports?.map(p => [p.name, p.port, portNumber(c, p.targetPort)])).toEqual([
+        ["http", port, port],
+      ]);
+    });
+
+    it("keeps the Prometheus Operator objects out of the base: k8s/monitoring applies them on its own", () => {
+      const base = baseKustomization.resources ?? [];
+      expect(base.some(r => r.includes("monitoring"))).toBe(false);
+      expect(kustomizations.get("k8s/monitoring")?.resources?.sort()).toEqual([
+        "prometheusrule.yaml",
+        "servicemonitor.yaml",
+      ]);
+    });
+
+    it("scrapes with the ServiceMonitor the metrics port and path of the stock-metrics Service", () => {
+      const monitors = ofKind<{
+        spec: {
+          selector: { matchLabels: Record<string, string> };
+          endpoints: { port: string; path?: string }[];
+        };
+      }>("ServiceMonitor");
+      expect(monitors).toHaveLength(1);
+      const { spec } = monitors[0].object;
+      const services = ofKind<IService>("Service").filter(s =>
+        labelsMatch(spec.selector.matchLabels, s.object.metadata?.labels),
+      );
+      expect(services.map(s => s.object.metadata?.name)).toEqual(["stock-metrics"]);
+      const portNames = services[0].object.spec?.ports?.map(p => p.name);
+      for (const e of spec.endpoints) {
+        expect(portNames).toContain(e.port);
+        expect(e.path ?? "/metrics").toBe(metricsEndpoint(DEFAULTS).path);
+      }
+    });
+  });
+
+  describe("network policies", () => {
+    it("deny all ingress and egress of the namespace by default", () => {
+      const denyAll = networkPolicies.filter(
+        ({ object: p }) =>
+          Object.keys(p.spec?.podSelector ?? {}).every(k => k === "matchLabels") &&
+          Object.keys(p.spec?.podSelector?.matchLabels ?? {}).length === 0 &&
+          [...(p.spec?.policyTypes ?? [])].sort().join() === "Egress,Ingress" &&
+          !p.spec?.ingress?.length &&
+          !p.spec?.egress?.length,
+      );
+      expect(denyAll.map(p => p.file)).toEqual(["k8s/network-policy.yaml"]);
+    });
+
+    it("let every app pod resolve names and reach Kafka, NATS, Postgres and Redis on their configured ports", () => {
+      const problems: string[] = [];
+      for (const { w, c } of appContainers) {
+        const labels = w.template.metadata?.labels;
+        if (!allows(labels, "Egress", 53, "UDP")) problems.push(`${w.name}: DNS (UDP 53)`);
+        for (const d of dependenciesOf(configOf(c)))
+          if (!allows(labels, "Egress", d.port)) problems.push(`${w.name}: ${d.what} on ${d.port}`);
+      }
+      expect(problems).toEqual([]);
+    });
+
+    it("admit HTTP to the gateway from anywhere and metrics scrapes from the monitoring namespace only", () => {
+      const fromMonitoring = (peers: unknown) =>
+        Array.isArray(peers) &&
+        peers.length > 0 &&
+        peers.every(
+          p =>
+            (p as { namespaceSelector?: { matchLabels?: Record<string, string> } }).namespaceSelector
+              ?.matchLabels?.["kubernetes.io/metadata.name"] === "monitoring",
+        );
+      const problems: string[] = [];
+      for (const { w, c } of appContainers) {
+        const labels = w.template.metadata?.labels;
+        const config = configOf(c);
+        if (!allows(labels, "Ingress", config.metricsPort, "TCP", fromMonitoring))
+          problems.push(`${w.name}: metrics ${config.metricsPort} from monitoring`);
+        if (config.services.includes("gateway") && !allows(labels, "Ingress", config.port))
+          problems.push(`${w.name}: http ${config.port}`);
+        if (!config.services.includes("gateway") && allows(labels, "Ingress", config.port))
+          problems.push(`${w.name}: admits ${config.port} but runs no gateway`);
+      }
+      expect(problems).toEqual([]);
+    });
+
+    it("let the dev dependencies accept the app pods on their Services' ports", () => {
+      const appLabels = deployment("actors").template.metadata?.labels;
+      const fromApp = (peers: unknown) =>
+        Array.isArray(peers) &&
+        peers.some(p =>
+          labelsMatch(
+            (p as { podSelector?: { matchLabels?: Record<string, string> } }).podSelector?.matchLabels ?? {},
+            appLabels,
+          ),
+        );
+      const problems: string[] = [];
+      for (const { object: svc } of ofKind<IService>("Service").filter(s => s.file.startsWith("k8s/dev/"))) {
+        const pods = workloads.find(w => labelsMatch(svc.spec?.selector ?? {}, w.template.metadata?.labels));
+        for (const port of svc.spec?.ports ?? []) {
+          const target =
+            pods &&
+            containersOf(pods)
+              .map(c => portNumber(c, port.targetPort ?? port.port))
+              .find(Boolean);
+          if (!target || !allows(pods.template.metadata?.labels, "Ingress", target, "TCP", fromApp))
+            problems.push(`${svc.metadata?.name}:${port.port}`);
+        }
+      }
+      expect(problems).toEqual([]);
+    });
+  });
+
+  describe("the dev dependencies (k8s/dev)", () => {
+    const devServices = ofKind<IService>("Service").filter(s => s.file.startsWith("k8s/dev/"));
+
+    it("answer at every host and port the app's configuration names (ConfigMap and dev Secret)", () => {
+      const problems: string[] = [];
+      for (const { w, c } of appContainers) {
+        for (const secret of devSecrets) {
+          for (const d of dependenciesOf(configOf(c, secret.object))) {
+            const svc = devServices.find(s => s.object.metadata?.name === d.host)?.object;
+            if (!svc) problems.push(`${w.name}: ${d.what} host ${d.host} is no Service of k8s/dev`);
+            else if (!svc.spec?.ports?.some(p => p.port === d.port))
+              problems.push(`${w.name}: ${d.what} port ${d.port} is not a port of Service ${d.host}`);
+          }
+        }
+      }
+      expect(problems).toEqual([]);
+    });
+
+    it("give the dev Secret's DATABASE_URL the user, password and database of the dev Postgres", () => {
+      const postgres = workloads.find(w => w.name === "postgres" && w.file.startsWith("k8s/dev/"))!;
+      const c = containersOf(postgres)[0];
+      const env = (name: string) => {
+        const e = c.env?.find(x => x.name === name);
+        if (e?.value !== undefined) return e.value;
+        const ref = e?.valueFrom?.secretKeyRef;
+        const secret = ofKind<ISecret>("Secret").find(s => s.object.metadata?.name === ref?.name)?.object;
+        return ref ? secret?.stringData?.[ref.key] : undefined;
+      };
+      expect(devSecrets).toHaveLength(1);
+      const url = new URL(devSecrets[0].object.stringData?.DATABASE_URL ?? "");
+      expect({
+        user: decodeURIComponent(url.username),
+        password: decodeURIComponent(url.password),
+        database: url.pathname.slice(1),
+      }).toEqual({
+        user: env("POSTGRES_USER"),
+        password: env("POSTGRES_PASSWORD"),
+        database: env("POSTGRES_DB"),
+      });
+    });
+
+    it("run Redis with AOF persistence and noeviction, its maxmemory under the container's memory limit", () => {
+      const redis = workloads.find(w => w.name === "redis" && w.file.startsWith("k8s/dev/"))!;
+      const c = containersOf(redis)[0];
+      const args = [...(c.command ?? []), ...(c.args ?? [])];
+      const maxmemory = redisBytes(argAfter(args, "--maxmemory"));
+      const limit = quantityBytes(c.resources?.limits?.memory);
+      expect({
+        appendonly: argAfter(args, "--appendonly"),
+        policy: argAfter(args, "--maxmemory-policy"),
+        underLimit: maxmemory > 0 && maxmemory <= 0.8 * limit,
+      }).toEqual({ appendonly: "yes", policy: "noeviction", underLimit: true });
+    });
+  });
+
+  describe("the actors' readiness script", () => {
+    const c = containersOf(deployment("actors")).find(isAppContainer)!;
+    const command = c.readinessProbe?.exec?.command ?? [];
+    const script = command[command.indexOf("-e") + 1] ?? "";
+    const owned = `${METRIC.ownedPartitions.replace(/\./g, "_")}{nodeID="a"} 3`;
+
+    it("is `node -e` with a script that compiles", () => {
+      expect(command.slice(0, 2)).toEqual(["node", "-e"]);
+      expect(() => new vm.Script(script)).not.toThrow();
+    });
+
+    it("asks the pod's own METRICS_PORT and path, and is ready only once the assignment gauge is there", async () => {
+      const env = { METRICS_PORT: "3999" };
+      const ready = await runNodeScript(script, env, `# HELP x\n${owned}\n`);
+      expect(ready).toEqual({ url: `http://127.0.0.1:3999${metricsEndpoint(configOf(c)).path}`, code: 0 });
+      expect((await runNodeScript(script, env, "process_uptime 3\n")).code).toBe(1);
+    });
+  });
+
+  describe("kustomize builds (kubectl kustomize)", () => {
+    const kubectl = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].find(f => fs.existsSync(f));
+    const build = (dir: string) =>
+      parseAllDocuments(execFileSync(kubectl!, ["kustomize", dir], { encoding: "utf8" })).map(
+        d => d.toJS() as Manifest["object"],
+      );
+    const run = kubectl ? it : it.skip;
+    if (!kubectl) console.warn("kubectl missing: the kustomize builds of k8s/ are not checked");
+
+    run("build k8s/, k8s/dev/ and k8s/monitoring/ into objects that pass the schema", () => {
+      for (const dir of ["k8s", "k8s/dev", "k8s/monitoring"]) {
+        const objects = build(path.join(ROOT, dir));
+        expect(objects.length).toBeGreaterThan(0);
+        const problems = objects.flatMap(o => [...schemaErrors(o), ...unknownFields(o)]);
+        expect({ dir, problems }).toEqual({ dir, problems: [] });
+      }
+    });
+
+    run(
+      "build an overlay with ingest-auth-off whose gateway reads no INGEST_TOKEN, and nothing else changed",
+      () => {
+        const overlay = fs.mkdtempSync(path.join(os.tmpdir(), "stock-overlay-"));
+        try {
+          const k8s = path.relative(overlay, path.join(ROOT, "k8s"));
+          fs.writeFileSync(
+            path.join(overlay, "kustomization.yaml"),
+            `resources: [${k8s}]\ncomponents: [${k8s}/components/ingest-auth-off]\n`,
+          );
+          const base = build(path.join(ROOT, "k8s"));
+          const patched = build(overlay);
+          const envOf = (objects: Manifest["object"][]) =>
+            (
+              objects.find(
+                o => o.kind === "Deployment" && o.metadata?.name === "gateway",
+              ) as unknown as IDeployment
+            ).spec!.template.spec!.containers[0].env!.map(e => e.name);
+          expect(envOf(base)).toContain("INGEST_TOKEN");
+          expect(envOf(patched)).toEqual(envOf(base).filter(n => n !== "INGEST_TOKEN"));
+          expect(patched.length).toBe(base.length);
+        } finally {
+          fs.rmSync(overlay, { recursive: true, force: true });
+        }
+      },
+    );
   });
 });

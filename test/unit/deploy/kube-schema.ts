@@ -3,6 +3,7 @@ import path from "node:path";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
 import { StatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
 import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2/HorizontalPodAutoscaler";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
 import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { Namespace } from "kubernetes-models/v1/Namespace";
@@ -37,14 +38,105 @@ const KINDS: Record<string, KindEntry> = {
     module: "autoscaling/v2/HorizontalPodAutoscaler",
   },
   "policy/v1/PodDisruptionBudget": { model: PodDisruptionBudget, module: "policy/v1/PodDisruptionBudget" },
+  "networking.k8s.io/v1/NetworkPolicy": {
+    model: NetworkPolicy,
+    module: "networking.k8s.io/v1/NetworkPolicy",
+  },
 };
 
-export const SUPPORTED_KINDS = Object.keys(KINDS);
+/**
+ * The Prometheus Operator's kinds, which kubernetes-models does not ship: their fields, as far as
+ * k8s/monitoring uses them, from the operator's CRDs (monitoring.coreos.com/v1). A field's value
+ * is the shape of its object (or of each element of its array), or a type for a scalar.
+ */
+type Field = "string" | "number" | "boolean" | "map" | "any" | { [field: string]: Field };
+type CrdShape = { required: string[]; fields: { [field: string]: Field } };
+
+const METADATA: Field = { name: "string", namespace: "string", labels: "map", annotations: "map" };
+const LABEL_SELECTOR: Field = { matchLabels: "map", matchExpressions: "any" };
+const CRDS: Record<string, CrdShape> = {
+  "monitoring.coreos.com/v1/ServiceMonitor": {
+    required: ["spec.selector", "spec.endpoints"],
+    fields: {
+      apiVersion: "string",
+      kind: "string",
+      metadata: METADATA,
+      spec: {
+        jobLabel: "string",
+        selector: LABEL_SELECTOR,
+        namespaceSelector: { any: "boolean", matchNames: "string" },
+        endpoints: {
+          port: "string",
+          targetPort: "any",
+          path: "string",
+          scheme: "string",
+          interval: "string",
+          scrapeTimeout: "string",
+          honorLabels: "boolean",
+          relabelings: "any",
+          metricRelabelings: "any",
+        },
+      },
+    },
+  },
+  "monitoring.coreos.com/v1/PrometheusRule": {
+    required: ["spec.groups"],
+    fields: {
+      apiVersion: "string",
+      kind: "string",
+      metadata: METADATA,
+      spec: {
+        groups: {
+          name: "string",
+          interval: "string",
+          rules: {
+            alert: "string",
+            record: "string",
+            expr: "string",
+            for: "string",
+            keep_firing_for: "string",
+            labels: "map",
+            annotations: "map",
+          },
+        },
+      },
+    },
+  },
+};
+
+export const SUPPORTED_KINDS = [...Object.keys(KINDS), ...Object.keys(CRDS)];
+
+/** Problems of an object against a hand-written CRD shape: unknown fields, wrong types, missing ones. */
+function crdProblems(value: unknown, shape: Field, at: string): string[] {
+  if (shape === "any") return [];
+  if (Array.isArray(value)) return value.flatMap((v, i) => crdProblems(v, shape, `${at}[${i}]`));
+  if (typeof shape === "string") {
+    if (shape === "map") {
+      if (!isRecord(value)) return [`${at} must be a map`];
+      return Object.entries(value)
+        .filter(([, v]) => typeof v !== "string")
+        .map(([k]) => `${at}.${k} must be string`);
+    }
+    return typeof value === shape ? [] : [`${at} must be ${shape}`];
+  }
+  if (!isRecord(value)) return [`${at} must be an object`];
+  return Object.entries(value).flatMap(([k, v]) =>
+    k in shape ? crdProblems(v, shape[k], `${at}.${k}`) : [`${at}.${k} is not a field of the CRD`],
+  );
+}
+
+function crdErrors(object: Record<string, unknown>, crd: CrdShape): string[] {
+  const missing = crd.required.filter(
+    p => p.split(".").reduce<unknown>((v, k) => (isRecord(v) ? v[k] : undefined), object) === undefined,
+  );
+  return [...missing.map(p => `${p} is required`), ...crdProblems(object, crd.fields, String(object.kind))];
+}
 
 /** Schema errors of one object; an apiVersion/kind this file does not know is an error too. */
 export function schemaErrors(object: Record<string, unknown>): string[] {
   const key = `${String(object.apiVersion)}/${String(object.kind)}`;
   const entry = KINDS[key];
+  if (CRDS[key]) return crdErrors(object, CRDS[key]);
   if (!entry) return [`${key} is not a kind these tests validate (known: ${SUPPORTED_KINDS.join(", ")})`];
   try {
     new entry.model(object as never).validate();

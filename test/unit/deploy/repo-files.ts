@@ -2,7 +2,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { parseAllDocuments } from "yaml";
 
-export const ROOT = path.resolve(__dirname, "../../..");
+/**
+ * The project whose deployment files the checks read: this checkout, or DEPLOY_ROOT when set (the
+ * mutation check of test/deploy-mutations points it at a scratch copy holding one mistake).
+ */
+export const ROOT = process.env.DEPLOY_ROOT
+  ? path.resolve(process.env.DEPLOY_ROOT)
+  : path.resolve(__dirname, "../../..");
 
 /** Project-relative path with forward slashes, as the tests name files in their messages. */
 export function rel(file: string): string {
