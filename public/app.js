@@ -8,6 +8,7 @@ import { ClusterView } from "./js/cluster-view.js";
 import { LiveConnection } from "./js/connection.js";
 import { fmt, setText, timeZone } from "./js/dom.js";
 import { PriceChart } from "./js/price-chart.js";
+import { ReportView } from "./js/report-view.js";
 import { SignalsFeed } from "./js/signals-feed.js";
 import { SymbolsTable } from "./js/symbols-table.js";
 
@@ -17,6 +18,8 @@ const CLUSTER_POLL_HIDDEN_MS = 15000;
 const GAP_FILL_EVERY_MS = 1000;
 const HISTORY_TICKS = 5000;
 const SIGNALS_PER_SYMBOL = 1000;
+const REPORT_REFRESH_MS = 10000;
+const REPORT_AFTER_TICK_MS = 2000;
 
 const state = {
   selected: null,
@@ -32,6 +35,7 @@ const state = {
   ready: false,
   /** From a reconnect until the REST state is reloaded: what the page holds may be gone from the server. */
   resyncing: false,
+  reportLoadedAt: 0,
 };
 
 /** Null until the chart library has loaded; the table, feed and cluster work without it. */
@@ -49,6 +53,7 @@ const feed = new SignalsFeed({
   onSelect: symbol => void selectSymbol(symbol),
 });
 const cluster = new ClusterView({ root: $("cluster"), summary: $("cluster-summary") });
+const report = new ReportView($("report"));
 const connection = new LiveConnection({ onState: showConnection, onMessage, onOpen });
 
 const num = v => (v === null || v === undefined ? null : Number(v));
@@ -90,7 +95,27 @@ async function selectSymbol(symbol) {
   setText($("chart-title"), `${symbol} · 1-minute candles`);
   $("chart").setAttribute("aria-label", `Price chart of ${symbol}`);
   if (symbolFromHash() !== symbol) window.history.replaceState(null, "", `#${encodeURIComponent(symbol)}`);
-  await Promise.all([loadSelected(), loadLiveState(symbol)]);
+  report.show(null);
+  await Promise.all([loadSelected(), loadLiveState(symbol), loadReport()]);
+}
+
+/** The selected symbol's report; refreshed on every signal of it and every few seconds. */
+async function loadReport() {
+  const symbol = state.selected;
+  // While reconnecting, what the page holds may be gone from the server: wait for the reload.
+  if (!symbol || state.resyncing || connection.state !== "live") return;
+  // A symbol the server does not know (yet) has no report: asking would only log a 404.
+  if (!table.symbols().includes(symbol)) {
+    report.show(null);
+    return;
+  }
+  state.reportLoadedAt = Date.now();
+  try {
+    const r = await api.report(symbol);
+    if (state.selected === symbol) report.show(r);
+  } catch (err) {
+    console.warn(err);
+  }
 }
 
 async function loadSelected() {
@@ -229,6 +254,7 @@ function applyLiveTick(tick) {
     showChartMessage(null);
   }
   if (gap) scheduleGapFill(previous);
+  if (Date.now() - state.reportLoadedAt > REPORT_AFTER_TICK_MS) void loadReport();
 }
 
 function onSignal(signal, message) {
@@ -238,6 +264,7 @@ function onSignal(signal, message) {
   else if (state.selected === signal.symbol && !state.signals.some(s => s.seq === signal.seq)) {
     state.signals.push(signal);
     chart?.addSignal(signal);
+    void loadReport();
   }
 }
 
@@ -360,6 +387,7 @@ function exposeTestHook() {
     thresholds: { ...state.thresholds },
     chart: chart ? chart.describe() : null,
     cluster: cluster.describe(),
+    report: report.describe(),
     timeZone,
   });
   Object.defineProperty(window, "__dashboard", { value: Object.freeze({ snapshot }) });
@@ -382,6 +410,7 @@ async function start() {
   if (first) await selectSymbol(first);
   else showChartMessage("No symbols yet: waiting for ticks.");
   await chartLoaded;
+  window.setInterval(() => void loadReport(), REPORT_REFRESH_MS);
   state.ready = true;
 }
 

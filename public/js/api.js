@@ -96,5 +96,15 @@ export const api = {
   /** The live actor of a symbol, from the node that owns it (its indicator settings included). */
   liveState: symbol => getJson(`api/symbols/${encodeURIComponent(symbol)}`),
 
+  /** What the RSI rule would have done on the symbol's stored ticks, next to buy-and-hold; null when unknown. */
+  report: async symbol => {
+    try {
+      return await getJson(`api/report/${encodeURIComponent(symbol)}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) return null;
+      throw err;
+    }
+  },
+
   cluster: () => getJson("api/cluster"),
 };

@@ -118,6 +118,14 @@ export class PriceChart {
     this.autoFit = true;
     for (const type of ["wheel", "pointerdown", "touchstart"])
       container.addEventListener(type, () => (this.autoFit = false), { passive: true });
+    // autoSize keeps the bar spacing when the container resizes (a scrollbar comes or goes, the
+    // window or the layout changes): a view that follows the data is fitted again, after the
+    // chart has taken its new size.
+    new window.ResizeObserver(() =>
+      window.requestAnimationFrame(() => {
+        if (this.autoFit && this.candles.data().length > 0) this.resetView();
+      }),
+    ).observe(container);
   }
 
   setThresholds({ oversold, overbought }) {
