@@ -212,9 +212,24 @@ describeInBrowser("live dashboard in Chromium", () => {
     await waitFor("the legend to follow the crosshair", async () => (await legend.innerText()) !== newest);
     await page.mouse.move(0, 0);
 
-    // Zoom and scroll from the keyboard: + zooms in, Home fits everything again.
-    const fitted = s.chart!.visibleBars!;
+    // Zoom and scroll from the keyboard: + zooms in, Home fits everything again. The fitted
+    // width is measured once the page is complete (the report and the cluster view change the
+    // layout when they arrive, and a chart fitted earlier may span other widths).
+    await until(page, "the report under the chart", s => s.report !== null);
     await page.locator("#chart").focus();
+    await page.keyboard.press("Home");
+    let seen: number | null = null;
+    let seenSince = 0;
+    const settled = await until(page, "the fitted chart to settle", s => {
+      const bars = s.chart!.visibleBars;
+      if (bars !== seen) {
+        seen = bars;
+        seenSince = Date.now();
+        return false;
+      }
+      return bars !== null && Date.now() - seenSince >= 300;
+    });
+    const fitted = settled.chart!.visibleBars!;
     await page.keyboard.press("+");
     await until(page, "the chart to zoom in", s => s.chart!.visibleBars! < fitted * 0.8);
     await page.keyboard.press("ArrowLeft");
