@@ -88,7 +88,9 @@ export class KafkaLog implements MessageLog {
   readonly kind = "kafka";
   readonly topic: string;
   private readonly kafka: Kafka;
-  private admin: Admin | null = null;
+  /** One admin client per log, shared: concurrent first callers (a start-up and a readiness check) must not each open one. */
+  private admin: Promise<Admin> | null = null;
+  private closed = false;
   private cachedPartitions = 0;
   private readonly closables: (() => Promise<void>)[] = [];
 
@@ -113,11 +115,21 @@ export class KafkaLog implements MessageLog {
     this.kafka = new Kafka(config);
   }
 
-  private async connectedAdmin(): Promise<Admin> {
+  private connectedAdmin(): Promise<Admin> {
+    // A connection opened after close() would never be closed, and would keep the process alive.
+    if (this.closed)
+      return Promise.reject(new UnavailableError(`Kafka log of topic ${this.topic} is closed`));
     if (!this.admin) {
       const admin = this.kafka.admin();
-      await admin.connect();
-      this.admin = admin;
+      const connected = admin.connect().then(
+        () => admin,
+        async (err: unknown) => {
+          if (this.admin === connected) this.admin = null;
+          await admin.disconnect().catch(() => undefined);
+          throw err;
+        },
+      );
+      this.admin = connected;
     }
     return this.admin;
   }
@@ -228,8 +240,10 @@ export class KafkaLog implements MessageLog {
 
   async close(): Promise<void> {
     for (const close of this.closables.splice(0).reverse()) await close().catch(() => undefined);
-    if (this.admin) await this.admin.disconnect().catch(() => undefined);
+    this.closed = true;
+    const admin = this.admin;
     this.admin = null;
+    if (admin) await admin.then(a => a.disconnect()).catch(() => undefined);
   }
 }
 
