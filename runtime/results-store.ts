@@ -269,7 +269,7 @@ interface Column<T> {
 /**
  * One idempotent multi-row INSERT: the rows' columns as arrays expanded with unnest, plus the
  * batch's partition where the table records it, skipping rows whose key exists. The statement
- * text is built once; it returns the conflict key of each row it inserted.
+ * text is built once; with `returning`, it returns the conflict key of each row it inserted.
  */
 class UnnestInsert<T> {
   private readonly text: string;
@@ -279,6 +279,7 @@ class UnnestInsert<T> {
     private readonly columns: Column<T>[],
     conflictKey: string,
     private readonly withPartition = false,
+    returning = false,
   ) {
     const names = columns.map(c => c.name);
     const arrays = columns.map((c, i) => `$${i + 1}::${c.type}[]`);
@@ -290,7 +291,8 @@ class UnnestInsert<T> {
     this.text =
       `INSERT INTO ${table} (${names.join(", ")}) ` +
       `SELECT ${values.join(", ")} FROM unnest(${arrays.join(", ")}) AS i(${columns.map(c => c.name).join(", ")}) ` +
-      `ON CONFLICT (${conflictKey}) DO NOTHING RETURNING ${conflictKey}`;
+      `ON CONFLICT (${conflictKey}) DO NOTHING` +
+      (returning ? ` RETURNING ${conflictKey}` : "");
   }
 
   async insert(tx: SqlExecutor, rows: readonly T[], partition: number): Promise<Record<string, unknown>[]> {
@@ -323,6 +325,9 @@ const SIGNALS = new UnnestInsert<Signal>(
     { name: "seq", type: "bigint", value: r => r.seq },
   ],
   "symbol, seq",
+  false,
+  // The actor host publishes only the signals a batch inserted first.
+  true,
 );
 
 const ORDER_BOOK = new UnnestInsert<OrderBookRow>(

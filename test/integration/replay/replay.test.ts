@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { RSI as OracleRsi } from "technicalindicators";
 import type { SymbolReport } from "../../../domain/backtest";
+import { referenceRsi } from "../../unit/domain/reference";
 import { AppProcess } from "../../support/processes";
 import { freePort } from "../../support/ports";
 import { ROOT, waitFor } from "../../support/stack";
@@ -34,29 +35,6 @@ function readSample(): Day[] {
     // The replay sends a daily bar at 21:00 UTC of its date (README, replay section).
     return { date, timestamp: Date.parse(`${date}T21:00:00Z`) / 1000, low: +low, high: +high, close: +close };
   });
-}
-
-/** Wilder's RSI written out from docs/indicators.md; index i has the RSI of close i (null before n). */
-function wilderRsi(closes: readonly number[], n: number): (number | null)[] {
-  const out: (number | null)[] = closes.map(() => null);
-  let avgGain = 0;
-  let avgLoss = 0;
-  for (let i = 1; i < closes.length; i++) {
-    const d = closes[i] - closes[i - 1];
-    const gain = Math.max(d, 0);
-    const loss = Math.max(-d, 0);
-    if (i <= n) {
-      avgGain += gain / n;
-      avgLoss += loss / n;
-    } else {
-      avgGain = (avgGain * (n - 1) + gain) / n;
-      avgLoss = (avgLoss * (n - 1) + loss) / n;
-    }
-    if (i >= n) {
-      out[i] = avgLoss === 0 ? (avgGain > 0 ? 100 : 50) : 100 - 100 / (1 + avgGain / avgLoss);
-    }
-  }
-  return out;
 }
 
 type Side = "buy" | "sell";
@@ -92,7 +70,7 @@ interface Expected {
 
 function expectedFromCsv(days: readonly Day[]): Expected {
   const closes = days.map(d => d.close);
-  const ours = edgeSignals(wilderRsi(closes, 14));
+  const ours = edgeSignals(referenceRsi(closes, 14));
   const signals = ours.flatMap((side, i) => (side === null ? [] : [{ seq: i + 1, side, price: closes[i] }]));
   let growth = 1;
   let entry: number | null = null;
@@ -128,7 +106,7 @@ function expectedFromCsv(days: readonly Day[]): Expected {
  */
 function checkAgainstOracle(days: readonly Day[]): { ambiguous: number } {
   const closes = days.map(d => d.close);
-  const rsi = wilderRsi(closes, 14);
+  const rsi = referenceRsi(closes, 14);
   const oracle = OracleRsi.calculate({ period: 14, values: closes });
   expect(oracle).toHaveLength(closes.length - 14);
   const worst = Math.max(...oracle.map((v, k) => Math.abs((rsi[k + 14] as number) - v)));

@@ -10,6 +10,7 @@ import {
   type GeneratedMessage,
 } from "../../../generator/models";
 import { createRandom } from "../../../generator/random";
+import { referenceRsi } from "../domain/reference";
 
 const FIXED_NOW = () => 1_700_000_000.123456;
 const PROPERTY_RUNS = { seed: 20240601, numRuns: 60 };
@@ -27,24 +28,7 @@ function expectAccepted(message: GeneratedMessage): void {
 
 /** RSI(n) with Wilder smoothing as docs/indicators.md defines it, one value per close from index n. */
 function rsi(closes: number[], n = 14): number[] {
-  const out: number[] = [];
-  let avgGain = 0;
-  let avgLoss = 0;
-  for (let i = 1; i < closes.length; i++) {
-    const d = closes[i] - closes[i - 1];
-    const gain = Math.max(d, 0);
-    const loss = Math.max(-d, 0);
-    if (i <= n) {
-      avgGain += gain / n;
-      avgLoss += loss / n;
-      if (i < n) continue;
-    } else {
-      avgGain = (avgGain * (n - 1) + gain) / n;
-      avgLoss = (avgLoss * (n - 1) + loss) / n;
-    }
-    out.push(avgLoss === 0 ? (avgGain > 0 ? 100 : 50) : 100 - 100 / (1 + avgGain / avgLoss));
-  }
-  return out;
+  return referenceRsi(closes, n).filter((v): v is number => v !== null);
 }
 
 describe("generated messages", () => {
