@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { Config } from "../lib/config";
 import type { Logger } from "../lib/logger";
-import { repeatFilter } from "../lib/waiting";
+import { DEGRADED, repeatFilter } from "../lib/waiting";
 import { EmbeddedLog } from "./log/embedded-log";
 import { KafkaLog } from "./log/kafka-log";
 import type { MessageLog } from "./log/types";
@@ -118,7 +118,8 @@ export class Resources {
   }
 
   /**
-   * Asks each dependency that `services` use for a sign of life: "ok", or what went wrong.
+   * Asks each dependency that `services` use for a sign of life: "ok", or what went wrong; for
+   * the snapshot cache, which nothing waits for, "degraded: " and what went wrong.
    * A dependency that was never opened is opened here, so readiness reflects reality. A
    * service of `services` that has not finished starting adds `start.<service>`: what it waits for.
    */
@@ -127,6 +128,9 @@ export class Resources {
     const probes: Record<string, () => Promise<unknown>> = {};
     if (uses("ingest", "actors")) probes.log = async () => (await this.log()).partitionCount();
     if (uses("actors", "query")) probes.database = async () => (await this.sql()).query("SELECT 1");
+    // The snapshot cache: while it is away the actors go on from Postgres, so the node is
+    // degraded (slower activations), not unready.
+    const optional = new Set(["snapshots"]);
     if (uses("actors")) probes.snapshots = () => this.snapshots().ping();
     const results: Record<string, string> = {};
     for (const service of services) {
@@ -139,7 +143,8 @@ export class Resources {
           await withTimeout(probe(), 2000, `${name} did not answer within 2 s`);
           results[name] = "ok";
         } catch (err) {
-          results[name] = (err as Error).message || String(err);
+          const message = (err as Error).message || String(err);
+          results[name] = optional.has(name) ? `${DEGRADED}${message}` : message;
         }
       }),
     );

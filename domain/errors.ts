@@ -44,8 +44,10 @@ export class FencedError extends StockError {
   constructor(
     readonly partition: number,
     readonly epoch: number,
+    readonly current?: number,
   ) {
-    super(`partition ${partition}: epoch ${epoch} is stale, another node owns the partition`, {
+    const now = current === undefined ? "" : ` (the partition's epoch is ${current})`;
+    super(`partition ${partition}: epoch ${epoch} is stale${now}, another node owns the partition`, {
       retriable: false,
     });
   }

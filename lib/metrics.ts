@@ -16,6 +16,8 @@ export const METRIC = {
   activeActors: "stock.actors.active",
   ownedPartitions: "stock.partitions.owned",
   partitionStalled: "stock.partition.stalled",
+  actorRestores: "stock.actor.restores.total",
+  snapshotCacheUp: "stock.snapshot.cache.up",
   signals: "stock.signals.total",
   ticksProcessed: "stock.ticks.processed.total",
   rebalances: "stock.rebalances.total",
@@ -77,7 +79,7 @@ const DEFINITIONS: Definition[] = [
   {
     name: METRIC.snapshotLatency,
     type: "histogram",
-    description: "Fenced snapshot write time per batch",
+    description: "Snapshot cache (Redis) write time per batch",
     buckets: LATENCY_BUCKETS,
     unit: "seconds",
   },
@@ -92,8 +94,20 @@ const DEFINITIONS: Definition[] = [
   {
     name: METRIC.partitionStalled,
     type: "gauge",
-    description: "1 while the partition's loop waits for a dependency (reason: postgres, redis or kafka)",
+    description: "1 while the partition's loop waits for a dependency (reason: postgres or kafka)",
     labelNames: ["partition", "reason"],
+  },
+  {
+    name: METRIC.actorRestores,
+    type: "counter",
+    description:
+      "Actors brought into memory, by source (cache, postgres, new) and reason (hit; missing, stale, unreadable, unavailable; none)",
+    labelNames: ["source", "reason"],
+  },
+  {
+    name: METRIC.snapshotCacheUp,
+    type: "gauge",
+    description: "1 while the snapshot cache (Redis) answers, 0 while the actors go on without it",
   },
   { name: METRIC.signals, type: "counter", description: "Buy/sell signals emitted", labelNames: ["side"] },
   { name: METRIC.ticksProcessed, type: "counter", description: "Price ticks applied by actors" },

@@ -31,6 +31,14 @@ export function repeatFilter(intervalMs: number, now: () => number = Date.now): 
   };
 }
 
+/** How a readiness check of an optional dependency (the snapshot cache) starts when it fails. */
+export const DEGRADED = "degraded: ";
+
+/** Whether readiness checks let the node take traffic: every one "ok" or degraded. */
+export function isReady(checks: Record<string, string>): boolean {
+  return Object.values(checks).every(v => v === "ok" || v.startsWith(DEGRADED));
+}
+
 /** Describes an outage for readiness and NOT_READY answers. */
 export function describeOutage(s: OutageState | null): string {
   return s

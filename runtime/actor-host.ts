@@ -3,6 +3,7 @@ import type { LogBatch, LogMessage } from "../adapters/log/types";
 import type { SnapshotStore } from "../adapters/snapshots/types";
 import { isPriceTick } from "../domain/messages";
 import {
+  IncompatibleSnapshotError,
   SymbolActor,
   type ActorSnapshot,
   type ActorView,
@@ -16,7 +17,7 @@ import type { Logger } from "../lib/logger";
 import { partitionForKey } from "../lib/partitioner";
 import { nextBackoff, Outage } from "../lib/waiting";
 import { applyChunk, parseLogMessage, type ParsedMessage } from "./apply-chunk";
-import type { ResultsStore } from "./results-store";
+import type { ActorRecord, ResultsStore } from "./results-store";
 
 /** What the host reports to its service: metrics and live events, all optional. */
 export interface HostObserver {
@@ -29,10 +30,23 @@ export interface HostObserver {
   published?(partition: number, latest: TickResult[], signals: Signal[]): void;
   /** A partition started (`stalled` true) or stopped waiting for a dependency. */
   stall?(partition: number, dependency: Dependency, stalled: boolean): void;
+  /** Actors brought into memory: `count` of them from `source`, for `reason`. */
+  restored?(partition: number, source: RestoreSource, reason: RestoreReason, count: number): void;
+  /** The snapshot cache (Redis) failed (`up` false) or works again. */
+  cache?(up: boolean): void;
 }
 
-/** What a partition's loop waits for while it is stalled. */
-export type Dependency = "postgres" | "redis" | "kafka";
+/** What a partition's loop waits for while it is stalled. The snapshot cache is never waited for. */
+export type Dependency = "postgres" | "kafka";
+
+/** Where an activated actor's state came from: the cache, the record in Postgres, or nowhere (a new symbol). */
+export type RestoreSource = "cache" | "postgres" | "new";
+/**
+ * Why: `hit` (the cache held the recorded state); the cache's entry was `missing`, `stale` (another
+ * seq or offset than the record, or another symbol), `unreadable` (damaged, another version), or the
+ * cache was `unavailable`; `none` for a new symbol.
+ */
+export type RestoreReason = "hit" | "missing" | "stale" | "unreadable" | "unavailable" | "none";
 
 /** A partition whose loop keeps retrying a step because a dependency is away (`actors.partitions`). */
 export interface PartitionStall {
@@ -62,12 +76,14 @@ export interface ActorHostOptions {
   chunkSize?: number;
   logger: Logger;
   observer?: HostObserver;
+  /** This node's name, recorded as the owner of the partitions it claims. */
+  owner?: string;
 }
 
 interface ActorSlot {
   actor: SymbolActor;
   lastUsed: number;
-  /** Started from nothing (no snapshot) and not yet checked against what Postgres already holds. */
+  /** Restored without a record in Postgres, and not yet checked against the ticks Postgres holds. */
   unverified: boolean;
 }
 
@@ -100,7 +116,7 @@ class PartitionState {
   }
 }
 
-/** The snapshot store lost state that Postgres proves existed; see `verifyFreshActors`. */
+/** An actor without a record whose state does not match the ticks Postgres holds; see `verifyUnrecorded`. */
 export class SnapshotLostError extends StockError {}
 
 /** Why a batch stopped before its end: the partition moved to another node, or this node is stopping. */
@@ -108,19 +124,29 @@ class Abandoned extends Error {}
 
 /**
  * Hosts the symbol actors of the partitions this node owns (docs/architecture.md, "The actor
- * model"). Per batch, in this order: apply -> results to Postgres in one transaction -> fenced
- * snapshots of the touched actors to Redis -> commit the offset. So a committed offset always
- * lies below what Postgres and the snapshots hold, and a replay after a crash or a rebalance
- * recomputes identical results that the database ignores.
+ * model"). Per batch, in this order: apply -> one Postgres transaction with the results and the
+ * touched actors' states (the record), refused unless this node's epoch is still the partition's
+ * -> the same states to the snapshot cache (Redis), best effort -> commit the offset. So a
+ * committed offset always lies below what Postgres holds, and a replay after a crash or a
+ * rebalance recomputes identical results that the database ignores. Activation takes an actor's
+ * state from the cache only when it is the recorded one, else from Postgres: losing, rolling back
+ * or corrupting the cache costs reads, never results, and never stops a partition.
  */
 export class ActorHost {
   private readonly partitions = new Map<number, PartitionState>();
   private generation = 0;
   private stopping = false;
   private readonly chunkSize: number;
+  /** The cache failed: it is left alone until then (ms since the epoch), then tried again. */
+  private cacheRestAt = 0;
+  private readonly cacheOutage: Outage;
 
   constructor(private readonly options: ActorHostOptions) {
     this.chunkSize = options.chunkSize ?? 2000;
+    this.cacheOutage = new Outage(`snapshot cache (${options.snapshots.kind})`, options.logger, {
+      failing: "unavailable",
+      recovered: "available again",
+    });
   }
 
   /** The group handed this node a new assignment: every partition is claimed afresh before its next batch. */
@@ -130,7 +156,7 @@ export class ActorHost {
     const next = new Map<number, PartitionState>();
     for (const p of partitions) next.set(p, new PartitionState(p, generation, this.options.logger));
     // Actors of a partition kept across the rebalance are dropped too: another node may have
-    // owned it in between, so its state is reloaded from the snapshots under the new epoch.
+    // owned it in between, so its state is reloaded from the record under the new epoch.
     for (const [p, state] of previous) {
       if (!next.has(p)) state.actors.clear();
       // A stalled loop of the old assignment ends at its next attempt; its stall is over now.
@@ -185,9 +211,9 @@ export class ActorHost {
     if (!state) return null;
     const slot = state.actors.get(symbol);
     if (slot) return slot.actor.view();
-    const [stored] = await this.options.snapshots.load(state.partition, [symbol]);
-    if (!stored) return null;
-    const snapshot = JSON.parse(stored) as ActorSnapshot;
+    const [record] = await this.options.results.actorRecords([symbol]);
+    if (!record) return null;
+    const snapshot = JSON.parse(record.state) as ActorSnapshot;
     try {
       return SymbolActor.restore(snapshot, this.options.settings).view();
     } catch (err) {
@@ -209,12 +235,12 @@ export class ActorHost {
       const slot = state.actors.get(symbol);
       if (!slot || state.epoch === null) return null;
       const json = JSON.stringify(slot.actor.snapshot());
-      await this.options.snapshots.save(state.partition, state.epoch, [{ symbol, state: json }]);
+      await this.options.snapshots.save(state.partition, [{ symbol, state: json }]);
       return { partition: state.partition, epoch: state.epoch, bytes: Buffer.byteLength(json) };
     });
   }
 
-  /** Drops actors idle for longer than `idleMs`. Every batch already snapshotted them, so nothing is lost. */
+  /** Drops actors idle for longer than `idleMs`. Every batch already recorded them, so nothing is lost. */
   async passivateIdle(now = Date.now()): Promise<number> {
     let dropped = 0;
     for (const state of [...this.partitions.values()]) {
@@ -251,8 +277,8 @@ export class ActorHost {
       try {
         if (state.epoch === null) {
           state.actors.clear();
-          state.epoch = await this.retry(state, batch, `claim partition ${batch.partition}`, "redis", () =>
-            this.options.snapshots.claim(batch.partition),
+          state.epoch = await this.retry(state, batch, `claim partition ${batch.partition}`, "postgres", () =>
+            this.options.results.claimPartition(batch.partition, this.options.owner ?? "unnamed"),
           );
           this.options.logger.info(`partition ${batch.partition}: claimed with epoch ${state.epoch}`);
         }
@@ -264,7 +290,7 @@ export class ActorHost {
         }
       } catch (err) {
         // Whatever the actors applied past the last commit is not durable: forget it, so the
-        // next owner (or this node, after a new claim) starts again from the snapshots.
+        // next owner (or this node, after a new claim) starts again from the record.
         state.actors.clear();
         if (err instanceof FencedError) {
           state.epoch = null;
@@ -299,8 +325,16 @@ export class ActorHost {
     observer?.applied?.(out.ticks.length, Number(process.hrtime.bigint() - applyStarted) / 1e9);
 
     const persistStarted = process.hrtime.bigint();
+    const snapshots = touched.map(a => a.snapshot());
+    const actors: ActorRecord[] = snapshots.map(snap => ({
+      symbol: snap.symbol,
+      partition,
+      seq: snap.seq,
+      lastOffset: snap.lastOffset,
+      state: JSON.stringify(snap),
+    }));
     const { newSignals } = await this.retry(state, batch, `persist partition ${partition}`, "postgres", () =>
-      this.options.results.write(out),
+      this.options.results.write(out, { partition, epoch: state.epoch!, actors }),
     );
     observer?.persisted?.(Number(process.hrtime.bigint() - persistStarted) / 1e9);
     if (out.deadLetters.length > 0) {
@@ -310,13 +344,14 @@ export class ActorHost {
       );
     }
 
-    if (touched.length > 0) {
-      const entries = touched.map(a => ({ symbol: a.symbol, state: JSON.stringify(a.snapshot()) }));
+    if (actors.length > 0) {
       const snapshotStarted = process.hrtime.bigint();
-      await this.retry(state, batch, `snapshot partition ${partition}`, "redis", () =>
-        this.options.snapshots.save(partition, state.epoch!, entries),
-      );
-      observer?.snapshotted?.(Number(process.hrtime.bigint() - snapshotStarted) / 1e9);
+      if (
+        await this.toCache(`save to the cache (partition ${partition})`, () =>
+          this.options.snapshots.save(partition, actors),
+        )
+      )
+        observer?.snapshotted?.(Number(process.hrtime.bigint() - snapshotStarted) / 1e9);
     }
 
     const next = chunk[chunk.length - 1].offset + 1;
@@ -328,7 +363,7 @@ export class ActorHost {
     if (latest.length > 0 || newSignals.length > 0) observer?.published?.(partition, latest, newSignals);
   }
 
-  /** Parses the chunk and makes sure every symbol in it has a live actor, restoring snapshots in one read. */
+  /** Parses the chunk and makes sure every symbol in it has a live actor. */
   private async activate(
     state: PartitionState,
     batch: LogBatch,
@@ -337,102 +372,208 @@ export class ActorHost {
     const parsed = chunk.map(m => parseLogMessage(m, this.options.partitionCount));
     const missing = new Set<string>();
     for (const p of parsed) if ("symbol" in p && !state.actors.has(p.symbol)) missing.add(p.symbol);
-    if (missing.size > 0) {
-      const symbols = [...missing];
-      const stored = await this.retry(
-        state,
-        batch,
-        `load snapshots of partition ${state.partition}`,
-        "redis",
-        () => this.options.snapshots.load(state.partition, symbols),
-      );
-      const now = Date.now();
-      const settingsChanged: ActorSnapshot[] = [];
-      symbols.forEach((symbol, i) => {
-        const json = stored[i];
-        if (!json) {
-          state.actors.set(symbol, {
-            actor: new SymbolActor(symbol, this.options.settings),
-            lastUsed: now,
-            unverified: true,
-          });
-          return;
-        }
-        const snapshot = JSON.parse(json) as ActorSnapshot;
-        try {
-          state.actors.set(symbol, {
-            actor: SymbolActor.restore(snapshot, this.options.settings),
-            lastUsed: now,
-            unverified: false,
-          });
-        } catch (err) {
-          if (!(err instanceof SettingsChangedError)) throw err;
-          settingsChanged.push(snapshot);
-        }
-      });
-      // Snapshots taken under other indicator settings: the indicators are recomputed from the
-      // symbol's stored ticks, so the actor continues as if it had always run with these settings.
-      for (const snapshot of settingsChanged) {
-        const ticks = await this.retry(
-          state,
-          batch,
-          `read the stored ticks of ${snapshot.symbol} (partition ${state.partition})`,
-          "postgres",
-          () => this.options.results.storedTicks(snapshot.symbol, snapshot.seq),
-        );
-        const actor = SymbolActor.resettle(snapshot, this.options.settings, ticks);
-        state.actors.set(snapshot.symbol, { actor, lastUsed: now, unverified: false });
-      }
-      if (settingsChanged.length > 0) {
-        this.options.logger.info(
-          `partition ${state.partition}: indicator settings changed; recomputed ${settingsChanged.length} actor(s) from their stored ticks`,
-        );
-      }
-    }
-    await this.verifyFreshActors(state, batch, chunk, parsed);
+    if (missing.size > 0) await this.restore(state, batch, [...missing]);
+    await this.verifyUnrecorded(state, batch, chunk, parsed);
     return parsed;
   }
 
   /**
-   * An actor without a snapshot is right only if its symbol really starts here: its first tick
-   * must be the one Postgres holds as seq 1, if any. Otherwise the snapshot store lost the state
-   * (Redis restarted without persistence, keys deleted): continuing would restart the symbol's
-   * sequence at 1, and every new result would collide with an old row and be dropped in silence.
-   * The batch fails instead, loudly and repeatedly, and nothing is committed until an operator
-   * replays the partition from the start (which rebuilds the state exactly).
+   * Brings `symbols` into memory. Postgres' record says where each actor stands (seq, last
+   * offset); the cache's state is taken only when it is exactly that one, otherwise the record's
+   * own state is read. A symbol with no record is new (or was last written before records
+   * existed: then its cached state is checked by `verifyUnrecorded`).
    */
-  private async verifyFreshActors(
+  private async restore(state: PartitionState, batch: LogBatch, symbols: string[]): Promise<void> {
+    const { partition } = state;
+    const [positions, cached] = await Promise.all([
+      this.retry(state, batch, `read the actor records of partition ${partition}`, "postgres", () =>
+        this.options.results.actorPositions(symbols),
+      ),
+      this.fromCache(`load from the cache (partition ${partition})`, () =>
+        this.options.snapshots.load(partition, symbols),
+      ),
+    ]);
+    const recorded = new Map(positions.map(p => [p.symbol, p]));
+    const now = Date.now();
+    const counts = new Map<string, number>();
+    const count = (source: RestoreSource, reason: RestoreReason) =>
+      counts.set(`${source}/${reason}`, (counts.get(`${source}/${reason}`) ?? 0) + 1);
+    const fromPostgres = new Map<string, RestoreReason>();
+    const settingsChanged: ActorSnapshot[] = [];
+    const install = (snapshot: ActorSnapshot, unverified: boolean) => {
+      try {
+        const actor = SymbolActor.restore(snapshot, this.options.settings);
+        state.actors.set(snapshot.symbol, { actor, lastUsed: now, unverified });
+        return true;
+      } catch (err) {
+        if (!(err instanceof SettingsChangedError)) throw err;
+        settingsChanged.push(snapshot);
+        return true;
+      }
+    };
+
+    symbols.forEach((symbol, i) => {
+      const json = cached ? cached[i] : null;
+      const position = recorded.get(symbol);
+      const snapshot = json ? parseSnapshot(json) : null;
+      if (!position) {
+        if (snapshot && snapshot.symbol === symbol && tryInstall(install, snapshot, true)) {
+          count("cache", "hit");
+          return;
+        }
+        state.actors.set(symbol, {
+          actor: new SymbolActor(symbol, this.options.settings),
+          lastUsed: now,
+          unverified: true,
+        });
+        count("new", "none");
+        return;
+      }
+      const matches =
+        snapshot !== null &&
+        snapshot.symbol === symbol &&
+        snapshot.seq === position.seq &&
+        snapshot.lastOffset === position.lastOffset &&
+        position.partition === partition &&
+        sameSettings(snapshot.settings, this.options.settings);
+      if (matches && tryInstall(install, snapshot, false)) {
+        count("cache", "hit");
+        return;
+      }
+      fromPostgres.set(
+        symbol,
+        !cached
+          ? "unavailable"
+          : json === null
+            ? "missing"
+            : snapshot === null || matches
+              ? "unreadable"
+              : "stale",
+      );
+    });
+
+    if (fromPostgres.size > 0) {
+      const records = await this.retry(
+        state,
+        batch,
+        `read the actor states of partition ${partition}`,
+        "postgres",
+        () => this.options.results.actorRecords([...fromPostgres.keys()]),
+      );
+      for (const record of records) {
+        let snapshot: ActorSnapshot;
+        try {
+          snapshot = JSON.parse(record.state) as ActorSnapshot;
+        } catch (err) {
+          throw new IncompatibleSnapshotError(`the recorded state of ${record.symbol} is not JSON`, {
+            cause: err,
+          });
+        }
+        install(snapshot, false);
+        count("postgres", fromPostgres.get(record.symbol)!);
+      }
+      const byReason = new Map<RestoreReason, number>();
+      for (const reason of fromPostgres.values()) byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+      this.options.logger.info(
+        `partition ${partition}: restored ${records.length} actor(s) from their record in Postgres; the cache's state was ${[
+          ...byReason,
+        ]
+          .map(([reason, n]) => `${reason} for ${n}`)
+          .join(", ")}`,
+      );
+    }
+
+    // States recorded under other indicator settings: the indicators are recomputed from the
+    // symbol's stored ticks, so the actor continues as if it had always run with these settings.
+    for (const snapshot of settingsChanged) {
+      const ticks = await this.retry(
+        state,
+        batch,
+        `read the stored ticks of ${snapshot.symbol} (partition ${partition})`,
+        "postgres",
+        () => this.options.results.storedTicks(snapshot.symbol, snapshot.seq),
+      );
+      const actor = SymbolActor.resettle(snapshot, this.options.settings, ticks);
+      const unverified = !recorded.has(snapshot.symbol);
+      state.actors.set(snapshot.symbol, { actor, lastUsed: now, unverified });
+    }
+    if (settingsChanged.length > 0) {
+      this.options.logger.info(
+        `partition ${partition}: indicator settings changed; recomputed ${settingsChanged.length} actor(s) from their stored ticks`,
+      );
+    }
+    for (const [key, n] of counts) {
+      const [source, reason] = key.split("/") as [RestoreSource, RestoreReason];
+      this.options.observer?.restored?.(partition, source, reason, n);
+    }
+  }
+
+  /**
+   * An actor restored without a record in Postgres (a new symbol, or one last written before
+   * records existed) is right only if it stands where the stored ticks end: its seq must be the
+   * symbol's last stored seq (0 when none). Otherwise continuing would restart or rewind the
+   * symbol's sequence, and new results would collide with stored rows and be dropped. Every
+   * symbol written since has a record, so this refuses only a state that nothing can vouch for.
+   */
+  private async verifyUnrecorded(
     state: PartitionState,
     batch: LogBatch,
     chunk: LogMessage[],
     parsed: ParsedMessage[],
   ) {
-    const firstTick = new Map<string, number>();
+    const pending = new Map<string, number>();
     parsed.forEach((p, i) => {
-      if (!("symbol" in p) || firstTick.has(p.symbol) || !isPriceTick(p.message)) return;
+      if (!("symbol" in p) || pending.has(p.symbol) || !isPriceTick(p.message)) return;
       const slot = state.actors.get(p.symbol);
-      if (slot?.unverified && slot.actor.seq === 0) firstTick.set(p.symbol, chunk[i].offset);
+      if (slot?.unverified) pending.set(p.symbol, chunk[i].offset);
     });
-    if (firstTick.size === 0) return;
-    const places = await this.retry(
+    if (pending.size === 0) return;
+    const stored = await this.retry(
       state,
       batch,
       `check new symbols of partition ${state.partition}`,
       "postgres",
-      () => this.options.results.firstTickPlaces([...firstTick.keys()]),
+      () => this.options.results.lastStoredSeqs([...pending.keys()]),
     );
-    for (const row of places) {
-      const offset = firstTick.get(row.symbol)!;
-      if (row.partition !== state.partition || row.offset !== offset) {
+    const last = new Map(stored.map(r => [r.symbol, r.seq]));
+    for (const [symbol, offset] of pending) {
+      const actor = state.actors.get(symbol)!.actor;
+      const storedSeq = last.get(symbol) ?? 0;
+      if (actor.seq !== storedSeq) {
         throw new SnapshotLostError(
-          `symbol ${row.symbol}: the snapshot store has no state for it, but Postgres already holds its first tick ` +
-            `(partition ${row.partition}, offset ${row.offset}); starting it afresh at offset ${offset} would ` +
-            `restart its sequence and drop every new result. The snapshot store lost data (is Redis persistent?). ` +
+          `symbol ${symbol}: Postgres holds its ticks up to seq ${storedSeq} but no record of its actor, and the only ` +
+            `state found stands at seq ${actor.seq}; continuing at offset ${offset} would drop or misnumber results. ` +
             "Recover by replaying from the start: stop the actors, reset their consumer group (KAFKA_GROUP_ID) to the earliest offsets, start them.",
         );
       }
+      state.actors.get(symbol)!.unverified = false;
     }
-    for (const symbol of firstTick.keys()) state.actors.get(symbol)!.unverified = false;
+  }
+
+  /** A cache write, best effort: a failure is logged once per outage, and the cache rests a while. */
+  private async toCache(what: string, fn: () => Promise<void>): Promise<boolean> {
+    return (await this.fromCache(what, async () => (await fn(), true))) ?? false;
+  }
+
+  /** A cache read, best effort: null while the cache is failing (callers then use Postgres). */
+  private async fromCache<T>(what: string, fn: () => Promise<T>): Promise<T | null> {
+    if (Date.now() < this.cacheRestAt) return null;
+    try {
+      const value = await fn();
+      if (this.cacheOutage.succeeded()) this.options.observer?.cache?.(true);
+      return value;
+    } catch (err) {
+      if (
+        this.cacheOutage.failed(
+          what,
+          err,
+          "; the actors go on with their records in Postgres, and try the cache again every few seconds",
+        )
+      )
+        this.options.observer?.cache?.(false);
+      this.cacheRestAt = Date.now() + Math.max(1000, this.options.retryMaxBackoffMs);
+      return null;
+    }
   }
 
   /**
@@ -489,5 +630,35 @@ export class ActorHost {
   private endStall(state: PartitionState, why: string): void {
     state.outage.abandoned(why);
     this.clearStall(state);
+  }
+}
+
+/** Whether a cached state was computed under the configured settings (else the record decides). */
+function sameSettings(taken: Partial<IndicatorSettings> | undefined, settings: IndicatorSettings): boolean {
+  return (Object.keys(settings) as (keyof IndicatorSettings)[]).every(k => taken?.[k] === settings[k]);
+}
+
+/** A cached state, or null when it is not even JSON of an object. */
+function parseSnapshot(json: string): ActorSnapshot | null {
+  try {
+    const value: unknown = JSON.parse(json);
+    return typeof value === "object" && value !== null ? (value as ActorSnapshot) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Installs a cached state; false when it cannot be continued (damaged, another version). */
+function tryInstall(
+  install: (s: ActorSnapshot, unverified: boolean) => boolean,
+  s: ActorSnapshot,
+  unverified: boolean,
+): boolean {
+  try {
+    return install(s, unverified);
+  } catch (err) {
+    if (err instanceof IncompatibleSnapshotError || err instanceof TypeError || err instanceof RangeError)
+      return false;
+    throw err;
   }
 }

@@ -10,7 +10,26 @@ import type {
   SentimentRow,
 } from "./batch-outputs";
 import type { RecomputedTick } from "../domain/recompute";
+import { FencedError } from "../domain/errors";
 import type { Signal, StoredTick } from "../domain/symbol-actor";
+
+/** What resuming one actor exactly needs, stored with its results (table `actor_state`). */
+export interface ActorRecord {
+  symbol: string;
+  partition: number;
+  seq: number;
+  lastOffset: number;
+  /** The actor's snapshot, as JSON. */
+  state: string;
+}
+
+/** A batch's place in its partition's ownership: written only while `epoch` is the partition's epoch. */
+export interface RecordFence {
+  partition: number;
+  epoch: number;
+  /** The states of the actors the batch touched, after it. */
+  actors: ActorRecord[];
+}
 
 /**
  * The one home of every SQL statement on the results tables (ticks, minute_buckets, signals,
@@ -30,8 +49,9 @@ export class ResultsStore {
    * Returns the signals this write inserted: a replayed batch's signals are stored already, and
    * must not be notified twice.
    */
-  async write(out: BatchOutputs): Promise<{ newSignals: Signal[] }> {
+  async write(out: BatchOutputs, record?: RecordFence): Promise<{ newSignals: Signal[] }> {
     return this.db.transaction(async tx => {
+      if (record) await checkEpoch(tx, record);
       if (out.ticks.length > 0) await insertTicks(tx, out);
       const inserted = await SIGNALS.insert(tx, out.signals, out.partition);
       if (out.aggregates.length > 0) await upsertAggregates(tx, out.aggregates);
@@ -40,20 +60,78 @@ export class ResultsStore {
       await MARKET_DATA.insert(tx, out.marketData, out.partition);
       await ECONOMIC.insert(tx, out.economic, out.partition);
       await DEAD_LETTERS.insert(tx, out.deadLetters, out.partition);
+      if (record && record.actors.length > 0) await upsertActorRecords(tx, record.actors);
       if (inserted.length === out.signals.length) return { newSignals: out.signals };
       const isNew = new Set(inserted.map(r => `${String(r.symbol)}\u0000${String(r.seq)}`));
       return { newSignals: out.signals.filter(s => isNew.has(`${s.symbol}\u0000${s.seq}`)) };
     });
   }
 
-  /** Where each symbol's first tick (seq 1) was read from, for the symbols that have one. */
-  async firstTickPlaces(symbols: string[]): Promise<{ symbol: string; partition: number; offset: number }[]> {
-    const { rows } = await this.db.query<{ symbol: string; partition: number; offset: number }>(
-      `SELECT symbol, kafka_partition AS partition, kafka_offset AS "offset"
-       FROM ticks WHERE symbol = ANY($1::text[]) AND seq = 1`,
+  /**
+   * Takes ownership of a partition for `owner`: bumps its epoch and returns it. A transaction of
+   * the previous owner still open holds the row lock, so the claim waits for it to end; every
+   * later write of the previous owner is refused (`write` with its old epoch).
+   */
+  async claimPartition(partition: number, owner: string): Promise<number> {
+    const { rows } = await this.db.query<{ epoch: string | number }>(
+      `INSERT INTO partition_epochs (partition, epoch, owner) VALUES ($1, 1, $2)
+       ON CONFLICT (partition) DO UPDATE
+         SET epoch = partition_epochs.epoch + 1, owner = EXCLUDED.owner, claimed_at = now()
+       RETURNING epoch`,
+      [partition, owner],
+    );
+    return Number(rows[0].epoch);
+  }
+
+  /** Where each symbol's actor stands in the record (no state): null-free, only symbols that have one. */
+  async actorPositions(
+    symbols: string[],
+  ): Promise<{ symbol: string; partition: number; seq: number; lastOffset: number }[]> {
+    if (symbols.length === 0) return [];
+    const { rows } = await this.db.query<{
+      symbol: string;
+      partition: number;
+      seq: string | number;
+      last_offset: string | number;
+    }>("SELECT symbol, partition, seq, last_offset FROM actor_state WHERE symbol = ANY($1::text[])", [
+      symbols,
+    ]);
+    return rows.map(r => ({
+      symbol: r.symbol,
+      partition: r.partition,
+      seq: Number(r.seq),
+      lastOffset: Number(r.last_offset),
+    }));
+  }
+
+  /** The recorded states of `symbols`, for those that have one. */
+  async actorRecords(symbols: string[]): Promise<ActorRecord[]> {
+    if (symbols.length === 0) return [];
+    const { rows } = await this.db.query<{
+      symbol: string;
+      partition: number;
+      seq: string | number;
+      last_offset: string | number;
+      state: string;
+    }>("SELECT symbol, partition, seq, last_offset, state FROM actor_state WHERE symbol = ANY($1::text[])", [
+      symbols,
+    ]);
+    return rows.map(r => ({
+      symbol: r.symbol,
+      partition: r.partition,
+      seq: Number(r.seq),
+      lastOffset: Number(r.last_offset),
+      state: r.state,
+    }));
+  }
+
+  /** The last stored seq of each symbol that has ticks (from its aggregates row: no scan of its ticks). */
+  async lastStoredSeqs(symbols: string[]): Promise<{ symbol: string; seq: number }[]> {
+    const { rows } = await this.db.query<{ symbol: string; seq: string | number }>(
+      "SELECT symbol, last_seq AS seq FROM aggregated_metrics WHERE symbol = ANY($1::text[])",
       [symbols],
     );
-    return rows;
+    return rows.map(r => ({ symbol: r.symbol, seq: Number(r.seq) }));
   }
 
   /** A symbol's stored ticks from seq 1 to `upToSeq`, in order: what its indicators are computed from. */
@@ -249,6 +327,47 @@ export class ResultsStore {
       signals: signals.rows.map(s => ({ seq: s.seq, side: s.side, price: s.price, timestamp: s.ts })),
     };
   }
+}
+
+/**
+ * Refuses the transaction unless `fence.epoch` is still the partition's epoch. The row lock (FOR
+ * SHARE) makes a concurrent claim wait until this transaction ends, so no claim slips between the
+ * check and the commit. A partition nobody claimed yet (the row was never written, or removed by
+ * hand) is recorded with this epoch.
+ */
+async function checkEpoch(tx: SqlExecutor, fence: RecordFence): Promise<void> {
+  const { rows } = await tx.query<{ epoch: string | number }>(
+    "SELECT epoch FROM partition_epochs WHERE partition = $1 FOR SHARE",
+    [fence.partition],
+  );
+  if (rows.length === 0) {
+    await tx.query(
+      "INSERT INTO partition_epochs (partition, epoch) VALUES ($1, $2) ON CONFLICT (partition) DO NOTHING",
+      [fence.partition, fence.epoch],
+    );
+    return checkEpoch(tx, fence);
+  }
+  const current = Number(rows[0].epoch);
+  if (current !== fence.epoch) throw new FencedError(fence.partition, fence.epoch, current);
+}
+
+/** The touched actors' states, replacing older ones; never moves a symbol's record backwards. */
+async function upsertActorRecords(tx: SqlExecutor, records: ActorRecord[]): Promise<void> {
+  await tx.query(
+    `INSERT INTO actor_state (symbol, partition, seq, last_offset, state)
+     SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[], $5::text[])
+     ON CONFLICT (symbol) DO UPDATE
+       SET partition = EXCLUDED.partition, seq = EXCLUDED.seq, last_offset = EXCLUDED.last_offset,
+           state = EXCLUDED.state, updated_at = now()
+       WHERE actor_state.partition <> EXCLUDED.partition OR actor_state.last_offset <= EXCLUDED.last_offset`,
+    [
+      column(records, r => r.symbol),
+      column(records, r => r.partition),
+      column(records, r => r.seq),
+      column(records, r => r.lastOffset),
+      column(records, r => r.state),
+    ],
+  );
 }
 
 function column<T, V>(rows: readonly T[], pick: (row: T) => V): V[] {

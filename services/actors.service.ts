@@ -113,7 +113,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
     },
 
     /**
-     * Returns at once: joining the group needs Kafka, Postgres and Redis, and any of them may be
+     * Returns at once: joining the group needs Kafka and Postgres, and either of them may be
      * away for a while. The start-up waits for each in the background (one line when it starts
      * waiting, one when it resumes), so the other services of the process (the gateway of an
      * all-in-one node) come up meanwhile, `/readyz` and the metrics say the node is not ready,
@@ -150,7 +150,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
     },
   };
 
-  /** Waits for Kafka, Postgres and Redis in turn, then joins the consumer group. */
+  /** Waits for Kafka and Postgres in turn, then joins the consumer group. */
   async function startConsuming(service: Service, signal: AbortSignal): Promise<void> {
     const broker = service.broker;
     const logger = service.logger;
@@ -174,8 +174,9 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
     });
     log = kafkaLog;
     const sql = await wait("migrate the database (Postgres)", () => resources.sql());
+    // The snapshot cache is not waited for: while Redis is away the actors restore from Postgres.
     const snapshots = resources.snapshots();
-    await wait("reach the snapshot store (Redis)", () => snapshots.ping());
+    metrics.set(METRIC.snapshotCacheUp, 1);
 
     const activeConsumer = kafkaLog.createConsumer({ groupId: config.kafka.groupId });
     consumer = activeConsumer;
@@ -188,6 +189,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       idleMs: config.actors.idleMs,
       retryMaxBackoffMs: config.actors.retryMaxBackoffMs,
       logger,
+      owner: broker.nodeID,
       observer: {
         applied: (ticks, seconds) => {
           metrics.observe(METRIC.applyLatency, seconds);
@@ -211,6 +213,9 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
         },
         stall: (partition, dependency, stalled) =>
           metrics.set(METRIC.partitionStalled, stalled ? 1 : 0, { partition, reason: dependency }),
+        restored: (_partition, source, reason, count) =>
+          metrics.increment(METRIC.actorRestores, { source, reason }, count),
+        cache: up => metrics.set(METRIC.snapshotCacheUp, up ? 1 : 0),
       },
     });
     host = activeHost;

@@ -6,6 +6,7 @@ import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type IncomingRequest } from "moleculer-web";
 import { METRIC, registerMetrics } from "../lib/metrics";
 import { projectRoot } from "../lib/paths";
+import { isReady } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
 import type {
   AnalysedEvent,
@@ -208,7 +209,7 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
           .getServiceList({ onlyAvailable: true, skipInternal: true })
           .some(s => s.name === "ingest");
         checks.ingest = ingestReachable ? "ok" : "no node runs the ingest service";
-        const ready = Object.values(checks).every(v => v === "ok");
+        const ready = isReady(checks);
         sendJson(res, ready ? 200 : 503, {
           status: ready ? "ready" : "not ready",
           nodeID: this.broker.nodeID,

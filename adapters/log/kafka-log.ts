@@ -122,7 +122,14 @@ export class KafkaLog implements MessageLog {
     if (!this.admin) {
       const admin = this.kafka.admin();
       const connected = admin.connect().then(
-        () => admin,
+        async () => {
+          // Closed while connecting: close() did not wait for this attempt, so it ends here.
+          if (this.closed) {
+            await admin.disconnect().catch(() => undefined);
+            throw new UnavailableError(`Kafka log of topic ${this.topic} is closed`);
+          }
+          return admin;
+        },
         async (err: unknown) => {
           if (this.admin === connected) this.admin = null;
           await admin.disconnect().catch(() => undefined);
@@ -243,7 +250,17 @@ export class KafkaLog implements MessageLog {
     this.closed = true;
     const admin = this.admin;
     this.admin = null;
-    if (admin) await admin.then(a => a.disconnect()).catch(() => undefined);
+    if (!admin) return;
+    // A connection still being attempted (the broker is away: kafkajs retries for seconds) is
+    // not waited for; it disconnects itself when it settles (above). A connected one closes now.
+    const settled = await Promise.race([
+      admin.then(
+        a => a,
+        () => null,
+      ),
+      new Promise<undefined>(resolve => setImmediate(resolve, undefined)),
+    ]);
+    if (settled) await settled.disconnect().catch(() => undefined);
   }
 }
 

@@ -1,7 +1,8 @@
 /**
- * Where actors' state survives their node: Redis in production, memory in embedded mode.
- * Writes are fenced by a per-partition epoch, bumped by every new owner, so a node that lost
- * a partition (a zombie after a long pause) cannot overwrite the new owner's state.
+ * The cache of actors' states: Redis in production, memory in embedded mode. Postgres holds the
+ * record of every state (table `actor_state`, written with the results); a cached state is used
+ * only when it is that very state (same symbol, seq and offset), so a cache that is emptied,
+ * rolled back or written late by a node that lost the partition costs a read, never a result.
  */
 export interface SnapshotEntry {
   symbol: string;
@@ -11,15 +12,12 @@ export interface SnapshotEntry {
 
 export interface SnapshotStore {
   readonly kind: "redis" | "memory";
-  /** Takes ownership of `partition`: bumps its epoch and returns the new value. */
-  claim(partition: number): Promise<number>;
-  /** Writes the entries iff `epoch` is still the partition's epoch; otherwise throws FencedError. */
-  save(partition: number, epoch: number, entries: SnapshotEntry[]): Promise<void>;
-  /** The stored states of `symbols` of `partition` (null where none), in the same order. */
+  /** Writes the entries (last writer wins: the reader checks each state against Postgres). */
+  save(partition: number, entries: SnapshotEntry[]): Promise<void>;
+  /** The cached states of `symbols` of `partition` (null where none), in the same order. */
   load(partition: number, symbols: string[]): Promise<(string | null)[]>;
-  /** Every symbol with a snapshot in `partition`. */
+  /** Every symbol with a cached state in `partition`. */
   symbols(partition: number): Promise<string[]>;
-  epoch(partition: number): Promise<number>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }

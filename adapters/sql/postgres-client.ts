@@ -1,5 +1,5 @@
 import pg from "pg";
-import { UnavailableError } from "../../domain/errors";
+import { StockError, UnavailableError } from "../../domain/errors";
 import type { QueryResult, SqlClient, SqlExecutor } from "./types";
 
 const INT8_OID = 20;
@@ -22,6 +22,8 @@ const QUERY_TIMEOUT_MS = 60000;
  * bad data and must not be retried forever.
  */
 function isConnectionFailure(err: unknown): boolean {
+  // Our own errors, thrown inside a transaction (a fence), say themselves whether to retry.
+  if (err instanceof StockError) return false;
   const code = (err as { code?: string }).code;
   if (typeof code !== "string") return true;
   return (

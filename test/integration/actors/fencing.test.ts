@@ -1,10 +1,11 @@
+import Redis from "ioredis";
 import type { LogBatch } from "../../../adapters/log/types";
 import { RedisSnapshotStore } from "../../../adapters/snapshots/redis-snapshots";
 import { migrate } from "../../../adapters/sql/migrate";
 import type { PostgresClient } from "../../../adapters/sql/postgres-client";
 import { messageKey } from "../../../domain/messages";
 import { UnavailableError } from "../../../domain/errors";
-import { ActorHost, SnapshotLostError } from "../../../runtime/actor-host";
+import { ActorHost } from "../../../runtime/actor-host";
 import { ResultsStore } from "../../../runtime/results-store";
 import { freshDatabase, STACK, uniqueName } from "../../support/stack";
 import {
@@ -18,12 +19,13 @@ import {
   replay,
   settingsOf,
   SMALL_PERIODS,
+  snapshotPrefix,
   type Placed,
 } from "./harness";
 
 /**
  * Two hosts that both believe they own partition 0, as after a long pause of the first one:
- * Kafka gave the partition to the second, which claimed it in Redis. The first must neither
+ * Kafka gave the partition to the second, which claimed it in Postgres. The first must neither
  * overwrite the second's snapshots nor commit, until the group hands it the partition again;
  * and whatever it left half done in Postgres must not hold the second back for long.
  */
@@ -95,7 +97,14 @@ async function partition0(seed: number): Promise<Partition0> {
 async function expectUninterrupted(p: Partition0): Promise<void> {
   const all = replay(p.placed, settings);
   const final = await readSnapshots(p.scope);
-  for (const [symbol, actor] of all.actors) expect(final.get(symbol)).toEqual(actor.snapshot());
+  const { rows } = await p.db.query<{ symbol: string; state: string }>(
+    "SELECT symbol, state FROM actor_state",
+  );
+  const recorded = new Map(rows.map(r => [r.symbol, JSON.parse(r.state) as unknown]));
+  for (const [symbol, actor] of all.actors) {
+    expect(final.get(symbol)).toEqual(actor.snapshot());
+    expect(recorded.get(symbol)).toEqual(actor.snapshot());
+  }
   expect(await readTicks(p.db)).toEqual(expectedTickRows(p.placed, all));
 }
 
@@ -190,30 +199,46 @@ describe("fencing of a partition that moved to another node", () => {
   }, 120000);
 });
 
-describe("a snapshot store that lost its data", () => {
-  it("refuses to restart a symbol's sequence, and a replay from the start rebuilds everything", async () => {
+describe("a snapshot cache that lost or rolled back its data", () => {
+  it("restores from Postgres' record when Redis comes back empty, and goes on exactly", async () => {
     const p = await partition0(7);
     const commits: [number, number][] = [];
     const first = p.host(commits);
     first.onAssignment([0], 1);
     await expect(first.handleBatch(p.batch(0, 40), 1)).resolves.toBe(40);
-    const stored = await readTicks(p.db);
 
-    // Redis restarts without persistence: epochs and snapshots are gone, Kafka's offsets are not.
+    // Redis restarts without persistence: its states are gone, Kafka's offsets are not.
     await deleteSnapshots(p.scope);
     const restarted = p.host(commits);
     restarted.onAssignment([0], 1);
-    await expect(restarted.handleBatch(p.batch(40, 80), 1)).rejects.toBeInstanceOf(SnapshotLostError);
-    await expect(restarted.handleBatch(p.batch(40, 80), 1)).rejects.toThrow(
-      /Postgres already holds its first tick/,
-    );
-    expect(commits).toEqual([[0, 40]]);
-    expect(await readTicks(p.db)).toEqual(stored);
+    await expect(restarted.handleBatch(p.batch(40, 80), 1)).resolves.toBe(40);
+    expect(commits).toEqual([
+      [0, 40],
+      [0, 80],
+    ]);
+    await expectUninterrupted(p);
+  }, 120000);
 
-    // The documented recovery: the group replays the partition from its first offset.
-    const replaying = p.host(commits);
-    replaying.onAssignment([0], 2);
-    await expect(replaying.handleBatch(p.batch(0, 80), 2)).resolves.toBe(80);
+  it("ignores an older state in Redis (a restored RDB file, a failover) and takes the recorded one", async () => {
+    const p = await partition0(8);
+    const commits: [number, number][] = [];
+    const first = p.host(commits);
+    first.onAssignment([0], 1);
+    await expect(first.handleBatch(p.batch(0, 20), 1)).resolves.toBe(20);
+    const older = await readSnapshots(p.scope);
+    await expect(first.handleBatch(p.batch(20, 50), 1)).resolves.toBe(30);
+
+    // Redis rolls back to its state after offset 20, while Kafka and Postgres are at offset 50.
+    await deleteSnapshots(p.scope);
+    const redis = new Redis(STACK.redisUrl);
+    cleanups.push(() => redis.quit());
+    for (const [symbol, snapshot] of older)
+      await redis.hset(`{${snapshotPrefix(p.scope)}:0}:actors`, symbol, JSON.stringify(snapshot));
+
+    const restarted = p.host(commits);
+    restarted.onAssignment([0], 2);
+    // The consumer resumes at the committed offset 50: the actors must stand there too.
+    await expect(restarted.handleBatch(p.batch(50, 80), 2)).resolves.toBe(30);
     expect(commits.at(-1)).toEqual([0, 80]);
     await expectUninterrupted(p);
   }, 120000);

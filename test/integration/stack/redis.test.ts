@@ -1,6 +1,7 @@
 import Redis from "ioredis";
 import { RedisSnapshotStore } from "../../../adapters/snapshots/redis-snapshots";
-import { FencedError } from "../../../domain/errors";
+import { UnavailableError } from "../../../domain/errors";
+import { freePort } from "../../../lib/net";
 import { STACK, uniqueName } from "../../support/stack";
 
 describe("Redis (real)", () => {
@@ -13,19 +14,19 @@ describe("Redis (real)", () => {
     await redis.quit();
   });
 
-  describe("fenced snapshot store", () => {
+  describe("snapshot cache", () => {
     let store: RedisSnapshotStore;
     beforeEach(() => {
-      store = new RedisSnapshotStore(STACK.redisUrl, uniqueName("fence"));
+      store = new RedisSnapshotStore(STACK.redisUrl, uniqueName("cache"));
     });
     afterEach(() => store.close());
 
-    it("stores and loads snapshots under the current epoch", async () => {
-      const epoch = await store.claim(3);
-      await store.save(3, epoch, [
+    it("stores and loads states per partition", async () => {
+      await store.save(3, [
         { symbol: "AAPL", state: '{"seq":1}' },
         { symbol: "MSFT", state: '{"seq":2}' },
       ]);
+      await store.save(4, [{ symbol: "AAPL", state: "other partition" }]);
       await expect(store.load(3, ["MSFT", "NOPE", "AAPL"])).resolves.toEqual([
         '{"seq":2}',
         null,
@@ -34,26 +35,31 @@ describe("Redis (real)", () => {
       await expect(store.symbols(3)).resolves.toEqual(["AAPL", "MSFT"]);
     });
 
-    it("refuses a snapshot write with a stale epoch and keeps the new owner's state", async () => {
-      const zombie = await store.claim(5);
-      await store.save(5, zombie, [{ symbol: "TSLA", state: "old-owner" }]);
-      const owner = await store.claim(5);
-      expect(owner).toBe(zombie + 1);
-      await store.save(5, owner, [{ symbol: "TSLA", state: "new-owner" }]);
-
-      await expect(store.save(5, zombie, [{ symbol: "TSLA", state: "zombie-write" }])).rejects.toBeInstanceOf(
-        FencedError,
-      );
-      await expect(store.load(5, ["TSLA"])).resolves.toEqual(["new-owner"]);
+    it("writes a partition of more symbols than one command carries", async () => {
+      const entries = Array.from({ length: 4500 }, (_, i) => ({ symbol: `S${i}`, state: String(i) }));
+      await store.save(1, entries);
+      await expect(store.symbols(1)).resolves.toHaveLength(4500);
+      await expect(store.load(1, ["S0", "S4499"])).resolves.toEqual(["0", "4499"]);
     });
 
-    it("fences every chunk of a large write", async () => {
-      const epoch = await store.claim(1);
-      const entries = Array.from({ length: 4500 }, (_, i) => ({ symbol: `S${i}`, state: String(i) }));
-      await store.save(1, epoch, entries);
-      await expect(store.symbols(1)).resolves.toHaveLength(4500);
-      await store.claim(1);
-      await expect(store.save(1, epoch, entries)).rejects.toBeInstanceOf(FencedError);
+    it("fails fast with a retriable error when Redis does not answer", async () => {
+      const port = await freePort();
+      const away = new RedisSnapshotStore(
+        `redis://127.0.0.1:${port}`,
+        uniqueName("away"),
+        () => undefined,
+        500,
+      );
+      try {
+        const failure = await away.load(0, ["AAPL"]).then(
+          () => null,
+          (err: unknown) => err,
+        );
+        expect(failure).toBeInstanceOf(UnavailableError);
+        expect(failure).toMatchObject({ retriable: true });
+      } finally {
+        await away.close();
+      }
     });
   });
 });

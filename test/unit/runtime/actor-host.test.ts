@@ -3,7 +3,15 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { SymbolActor } from "../../../domain/symbol-actor";
 import { partitionForKey } from "../../../lib/partitioner";
-import { PARTITIONS, SETTINGS, stream, type ScenarioName, type ScenarioResult } from "./support/host-stream";
+import {
+  PARTITIONS,
+  RECOVERIES,
+  SETTINGS,
+  stream,
+  type RecoveryName,
+  type ScenarioName,
+  type ScenarioResult,
+} from "./support/host-stream";
 
 /**
  * The actor host on the embedded adapters (in-process log, PGlite, in-memory snapshots): the
@@ -14,7 +22,7 @@ import { PARTITIONS, SETTINGS, stream, type ScenarioName, type ScenarioResult } 
 const ROOT = path.resolve(__dirname, "../../..");
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
-const SCENARIOS: ScenarioName[] = ["pipeline", "dead-letters", "replay"];
+const SCENARIOS: ScenarioName[] = ["pipeline", "dead-letters", "replay", ...RECOVERIES];
 let results: Record<string, ScenarioResult>;
 
 beforeAll(async () => {
@@ -71,9 +79,10 @@ describe("ActorHost on the embedded log, PGlite and in-memory snapshots", () => 
       const offsets = result.commits.filter(([q]) => q === p).map(([, next]) => next);
       expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
     }
-    // Each snapshot is the actor's whole state.
+    // Each snapshot, and each actor's record in Postgres, is the actor's whole state.
     for (const [symbol, actor] of want.actors) {
       expect(result.snapshots[symbol]).toEqual(JSON.parse(JSON.stringify(actor.snapshot())));
+      expect(result.records[symbol]).toEqual(JSON.parse(JSON.stringify(actor.snapshot())));
     }
   });
 
@@ -97,6 +106,33 @@ describe("ActorHost on the embedded log, PGlite and in-memory snapshots", () => 
       economic: result.economic,
       deadLetters: result.deadLetters,
       published: [],
+    });
+  });
+
+  /** What each recovery scenario must have made the hosts do, besides storing everything exactly. */
+  const RESTORED_FROM: Record<RecoveryName, string[]> = {
+    "cache-emptied": ["postgres/missing"],
+    "cache-stale": ["postgres/stale"],
+    "cache-foreign": ["postgres/stale", "postgres/unreadable"],
+    "cache-down": ["postgres/unavailable"],
+  };
+
+  describe.each(RECOVERIES)("with the snapshot cache %s between restarts", name => {
+    it("stores every result exactly once, records every actor's state, and restores from Postgres", () => {
+      const result = run(name);
+      const want = expected(name);
+      expect(result.ticks).toEqual(want.ticks);
+      expect(result.signals).toEqual(want.signals);
+      expect(result.published.sort(bySymbolSeq)).toEqual(
+        want.signals.map(({ symbol, seq }) => ({ symbol, seq })),
+      );
+      expect(result.orderBook).toHaveLength(4);
+      expect(result.deadLetters).toEqual([]);
+      for (const [symbol, actor] of want.actors)
+        expect(result.records[symbol]).toEqual(JSON.parse(JSON.stringify(actor.snapshot())));
+      for (const kind of RESTORED_FROM[name]) expect(result.restores[kind]).toBeGreaterThan(0);
+      // Never a fresh start of a symbol Postgres has a record of: each symbol is new exactly once.
+      expect(result.restores["new/none"]).toBe(want.actors.size);
     });
   });
 });

@@ -8,6 +8,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { EmbeddedLog } from "../../../../adapters/log/embedded-log";
 import type { LogConsumer } from "../../../../adapters/log/types";
 import { MemorySnapshotStore } from "../../../../adapters/snapshots/memory-snapshots";
+import type { SnapshotStore } from "../../../../adapters/snapshots/types";
+import { UnavailableError } from "../../../../domain/errors";
 import { migrate } from "../../../../adapters/sql/migrate";
 import { PgliteClient } from "../../../../adapters/sql/pglite-client";
 
@@ -19,7 +21,9 @@ import {
   PARTITIONS,
   SETTINGS,
   stream,
+  RECOVERIES,
   type RawRecord,
+  type RecoveryName,
   type ScenarioName,
   type ScenarioResult,
 } from "./host-stream";
@@ -35,10 +39,11 @@ async function produce(log: EmbeddedLog, records: RawRecord[]) {
 async function runHost(
   log: EmbeddedLog,
   sql: PgliteClient,
-  snapshots: MemorySnapshotStore,
+  snapshots: SnapshotStore,
   group: string,
   commits: [number, number][],
   published: { symbol: string; seq: number }[],
+  restores: Record<string, number> = {},
 ): Promise<LogConsumer> {
   const consumer = log.createConsumer({ groupId: group, maxBatchMessages: 25 });
   const host = new ActorHost({
@@ -56,6 +61,9 @@ async function runHost(
     observer: {
       published: (_partition, _ticks, signals) =>
         published.push(...signals.map(s => ({ symbol: s.symbol, seq: s.seq }))),
+      restored: (_partition, source, reason, count) => {
+        restores[`${source}/${reason}`] = (restores[`${source}/${reason}`] ?? 0) + count;
+      },
     },
   });
   await consumer.run({
@@ -69,7 +77,7 @@ async function drained(log: EmbeddedLog, group: string): Promise<void> {
   const deadline = Date.now() + 30000;
   for (;;) {
     const lag = await log.lag(group);
-    if (lag.every(p => p.lag === 0 && p.committed === p.highWatermark)) return;
+    if (lag.every(p => p.lag === 0 && (p.highWatermark === 0 || p.committed === p.highWatermark))) return;
     if (Date.now() > deadline) throw new Error(`not drained: ${JSON.stringify(lag)}`);
     await sleep(10);
   }
@@ -89,7 +97,96 @@ async function contents(sql: PgliteClient) {
   };
 }
 
+async function recordedStates(sql: PgliteClient): Promise<Record<string, unknown>> {
+  const { rows } = await sql.query<{ symbol: string; state: string }>(
+    "SELECT symbol, state FROM actor_state",
+  );
+  return Object.fromEntries(rows.map(r => [r.symbol, JSON.parse(r.state)]));
+}
+
+/** A cache that fails every call, as Redis does while it is away. */
+class DownCache implements SnapshotStore {
+  readonly kind = "redis";
+  private fail(): Promise<never> {
+    return Promise.reject(new UnavailableError("Redis load: connect ECONNREFUSED"));
+  }
+  save = () => this.fail();
+  load = () => this.fail();
+  symbols = () => this.fail();
+  ping = () => this.fail();
+  close = async () => undefined;
+}
+
+/** Copies every partition's cached states into a new store. */
+async function copyOf(cache: MemorySnapshotStore): Promise<MemorySnapshotStore> {
+  const copy = new MemorySnapshotStore();
+  for (let p = 0; p < PARTITIONS; p++) {
+    const symbols = await cache.symbols(p);
+    const states = await cache.load(p, symbols);
+    await copy.save(
+      p,
+      symbols.map((symbol, i) => ({ symbol, state: states[i]! })),
+    );
+  }
+  return copy;
+}
+
+/**
+ * Consumes the scenario's log in phases, each by a new host of the same group (a restart), and
+ * does to the cache between phases what the scenario is named after.
+ */
+async function recovery(name: RecoveryName): Promise<ScenarioResult> {
+  const sql = await PgliteClient.open("memory://");
+  await migrate(sql);
+  const log = new EmbeddedLog("stock", PARTITIONS);
+  const all = stream(name).map(r => ({ key: r.key, value: r.value }));
+  const commits: [number, number][] = [];
+  const published: { symbol: string; seq: number }[] = [];
+  const restores: Record<string, number> = {};
+  let cache: SnapshotStore = new MemorySnapshotStore();
+  let older: MemorySnapshotStore | null = null;
+  const cuts = [0, Math.floor(all.length * 0.3), Math.floor(all.length * 0.6), all.length];
+  for (let phase = 0; phase < 3; phase++) {
+    await produce(log, all.slice(cuts[phase], cuts[phase + 1]));
+    const consumer = await runHost(log, sql, cache, GROUP, commits, published, restores);
+    await drained(log, GROUP);
+    await consumer.stop();
+    const memory = cache as MemorySnapshotStore;
+    if (name === "cache-emptied" && phase === 0) cache = new MemorySnapshotStore();
+    if (name === "cache-stale" && phase === 0) older = await copyOf(memory);
+    if (name === "cache-stale" && phase === 1) cache = older!;
+    if (name === "cache-foreign" && phase === 1) {
+      for (let p = 0; p < PARTITIONS; p++) {
+        const symbols = await memory.symbols(p);
+        const states = await memory.load(p, symbols);
+        // Each symbol gets the next one's state; the first gets a damaged document instead.
+        await memory.save(
+          p,
+          symbols.map((symbol, i) => ({
+            symbol,
+            state: i === 0 ? '{"v":' : states[(i + 1) % symbols.length]!,
+          })),
+        );
+      }
+    }
+    if (name === "cache-down" && phase === 0) cache = new DownCache();
+  }
+  const result = {
+    ...(await contents(sql)),
+    commits,
+    snapshots: {},
+    published,
+    replayed: null,
+    records: await recordedStates(sql),
+    restores,
+  };
+  await log.close();
+  await sql.close();
+  return result;
+}
+
 async function main(name: ScenarioName): Promise<ScenarioResult> {
+  if ((RECOVERIES as string[]).includes(name)) return recovery(name as RecoveryName);
   const sql = await PgliteClient.open("memory://");
   await migrate(sql);
   const log = new EmbeddedLog("stock", PARTITIONS);
@@ -120,9 +217,10 @@ async function main(name: ScenarioName): Promise<ScenarioResult> {
     const [json] = await snapshots.load(partitionForKey(symbol, PARTITIONS), [symbol]);
     stored[symbol] = json ? JSON.parse(json) : null;
   }
+  const recorded = await recordedStates(sql);
   await log.close();
   await sql.close();
-  return { ...first, commits, snapshots: stored, published, replayed };
+  return { ...first, commits, snapshots: stored, published, replayed, records: recorded, restores: {} };
 }
 
 async function all(names: ScenarioName[]): Promise<Record<string, ScenarioResult>> {

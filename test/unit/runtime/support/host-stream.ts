@@ -15,7 +15,15 @@ export const SETTINGS: IndicatorSettings = {
 export const PARTITIONS = 3;
 export const GROUP = "host-test";
 
-export type ScenarioName = "pipeline" | "dead-letters" | "replay";
+export type ScenarioName = "pipeline" | "dead-letters" | "replay" | RecoveryName;
+
+/**
+ * The log is consumed in phases by a new host each time, and between phases the snapshot cache
+ * is emptied, rolled back to an older copy, filled with other symbols' states and garbage, or
+ * fails on every call.
+ */
+export type RecoveryName = "cache-emptied" | "cache-stale" | "cache-foreign" | "cache-down";
+export const RECOVERIES: RecoveryName[] = ["cache-emptied", "cache-stale", "cache-foreign", "cache-down"];
 
 export interface RawRecord {
   key: string;
@@ -34,7 +42,11 @@ export interface ScenarioResult {
   snapshots: Record<string, unknown>;
   /** The signals the host handed out for notification. */
   published: { symbol: string; seq: number }[];
-  replayed: Omit<ScenarioResult, "commits" | "snapshots" | "replayed"> | null;
+  replayed: Omit<ScenarioResult, "commits" | "snapshots" | "replayed" | "records" | "restores"> | null;
+  /** Each symbol's state in Postgres' record (table actor_state). */
+  records: Record<string, unknown>;
+  /** How the hosts activated actors: "source/reason" -> count. */
+  restores: Record<string, number>;
 }
 
 function messages(): StockMessage[] {
@@ -58,8 +70,23 @@ function keyIn(partition: number): string {
   for (let i = 0; ; i++) if (partitionForKey(`K${i}`, PARTITIONS) === partition) return `K${i}`;
 }
 
+/** The symbols' messages taken in turn, so that every phase of a recovery scenario moves every symbol. */
+function interleaved(all: StockMessage[]): StockMessage[] {
+  const bySymbol = new Map<string, StockMessage[]>();
+  const rest: StockMessage[] = [];
+  for (const m of all) {
+    if (!("stock_symbol" in m)) rest.push(m);
+    else bySymbol.set(m.stock_symbol, [...(bySymbol.get(m.stock_symbol) ?? []), m]);
+  }
+  const out: StockMessage[] = [];
+  const queues = [...bySymbol.values()];
+  for (let i = 0; queues.some(q => i < q.length); i++)
+    for (const q of queues) if (i < q.length) out.push(q[i]);
+  return [...out, ...rest];
+}
+
 export function stream(name: ScenarioName): RawRecord[] {
-  const valid = messages();
+  const valid = (RECOVERIES as string[]).includes(name) ? interleaved(messages()) : messages();
   const records: RawRecord[] = valid.map(m => ({ key: messageKey(m), value: JSON.stringify(m), message: m }));
   if (name !== "dead-letters") return records;
   const wrongPartition = (partitionForKey("AAPL", PARTITIONS) + 1) % PARTITIONS;

@@ -1,0 +1,25 @@
+-- The record of the symbol actors, written in the same transaction as their results, so that
+-- Postgres alone can resume every actor exactly: Redis only caches these states.
+
+-- One row per symbol: the state its actor had after the last message it applied (`last_offset`
+-- in `partition`), as the JSON document of its snapshot. An actor restores from Redis only when
+-- Redis holds this very state (same seq and offset); otherwise from here.
+CREATE TABLE actor_state (
+  symbol      text        PRIMARY KEY,
+  partition   integer     NOT NULL,
+  seq         bigint      NOT NULL,
+  last_offset bigint      NOT NULL,
+  state       text        NOT NULL,
+  updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX actor_state_partition ON actor_state (partition);
+
+-- Ownership of each partition. A node that is given a partition bumps its epoch; every results
+-- transaction checks, under a row lock, that its epoch is still the current one. A node that
+-- lost the partition while paused (a zombie) is refused before it writes anything.
+CREATE TABLE partition_epochs (
+  partition  integer     PRIMARY KEY,
+  epoch      bigint      NOT NULL,
+  owner      text,
+  claimed_at timestamptz NOT NULL DEFAULT now()
+);
