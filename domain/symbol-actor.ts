@@ -196,6 +196,15 @@ export class SymbolActor {
   }
 
   /**
+   * The symbol's messages come from another partition from now on (the partition count changed):
+   * offsets there are a sequence of their own, so none of them counts as applied yet. Everything
+   * else (sequence numbers, windows, aggregates) carries on.
+   */
+  movedPartition(): void {
+    this._lastOffset = -1;
+  }
+
+  /**
    * Applies the message read at `offset`. Returns `null`, changing nothing, when the offset was already applied:
    * after a restore, the partition is replayed from the last committed offset, which may lie before the snapshot.
    */

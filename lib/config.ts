@@ -146,6 +146,7 @@ const envSchema = z
     NOTIFIER_WEBHOOK_URL: optionalUrl(["http", "https"]).optional(),
 
     ACTOR_IDLE_MS: int(1000).default(300000),
+    STATE_RECORD_INTERVAL_MS: int(0, 600000).default(1000),
     SHUTDOWN_GRACE_MS: int(100, 600000).default(10000),
     RETRY_MAX_BACKOFF_MS: int(10, 600000).default(10000),
   })
@@ -204,6 +205,8 @@ export interface Config {
   };
   actors: {
     idleMs: number;
+    /** How often actor states are recorded in Postgres and offsets committed; 0: every batch. */
+    recordIntervalMs: number;
     shutdownGraceMs: number;
     retryMaxBackoffMs: number;
   };
@@ -268,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     actors: {
       idleMs: e.ACTOR_IDLE_MS,
+      recordIntervalMs: e.STATE_RECORD_INTERVAL_MS,
       shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
       retryMaxBackoffMs: e.RETRY_MAX_BACKOFF_MS,
     },

@@ -17,6 +17,7 @@ import type { Logger } from "../lib/logger";
 import { partitionForKey } from "../lib/partitioner";
 import { nextBackoff, Outage } from "../lib/waiting";
 import { applyChunk, parseLogMessage, type ParsedMessage } from "./apply-chunk";
+import { emptyOutputs } from "./batch-outputs";
 import type { ActorRecord, ResultsStore } from "./results-store";
 
 /** What the host reports to its service: metrics and live events, all optional. */
@@ -44,9 +45,10 @@ export type RestoreSource = "cache" | "postgres" | "new";
 /**
  * Why: `hit` (the cache held the recorded state); the cache's entry was `missing`, `stale` (another
  * seq or offset than the record, or another symbol), `unreadable` (damaged, another version), or the
- * cache was `unavailable`; `none` for a new symbol.
+ * cache was `unavailable`; `moved`: the record is of another partition (the partition count
+ * changed); `none` for a new symbol.
  */
-export type RestoreReason = "hit" | "missing" | "stale" | "unreadable" | "unavailable" | "none";
+export type RestoreReason = "hit" | "missing" | "stale" | "unreadable" | "unavailable" | "moved" | "none";
 
 /** A partition whose loop keeps retrying a step because a dependency is away (`actors.partitions`). */
 export interface PartitionStall {
@@ -74,6 +76,13 @@ export interface ActorHostOptions {
   retryMaxBackoffMs: number;
   /** Messages per database transaction; a larger batch is split. */
   chunkSize?: number;
+  /**
+   * How often a partition's actor states are recorded in Postgres (and the cache), and its offset
+   * committed: at most every this many ms while messages flow, batched over every chunk since.
+   * Results are written with every chunk regardless. 0 (the default here) records every chunk.
+   * A crash replays at most this long a stretch of the log, whose results Postgres ignores.
+   */
+  recordIntervalMs?: number;
   logger: Logger;
   observer?: HostObserver;
   /** This node's name, recorded as the owner of the partitions it claims. */
@@ -96,6 +105,20 @@ class PartitionState {
    */
   fenced = false;
   readonly actors = new Map<string, ActorSlot>();
+  /**
+   * States of actors changed by chunks whose results are stored but that are not recorded yet,
+   * taken right after each chunk's results were written: what the next record holds, and what a
+   * failed chunk's actors go back to.
+   */
+  readonly unrecorded = new Map<string, ActorSnapshot>();
+  /** The offset after the last chunk whose results are stored, to commit at the next record. */
+  pendingNext: number | null = null;
+  /** The offset last committed by this node (null: none yet). */
+  committedNext: number | null = null;
+  /** When the partition's actors were last recorded (ms since the epoch; 0: not yet). */
+  recordedAt = 0;
+  /** The log's end as the last batch saw it, for the lag reported with a commit. */
+  highWatermark = 0;
   /** Set while a step of this partition's loop keeps failing: one log line when it starts, one when it ends. */
   readonly outage: Outage;
   stalledOn: Dependency | null = null;
@@ -140,6 +163,7 @@ export class ActorHost {
   /** The cache failed: it is left alone until then (ms since the epoch), then tried again. */
   private cacheRestAt = 0;
   private readonly cacheOutage: Outage;
+  private flushing = false;
 
   constructor(private readonly options: ActorHostOptions) {
     this.chunkSize = options.chunkSize ?? 2000;
@@ -246,7 +270,8 @@ export class ActorHost {
     for (const state of [...this.partitions.values()]) {
       await state.exclusive(async () => {
         for (const [symbol, slot] of state.actors) {
-          if (now - slot.lastUsed >= this.options.idleMs) {
+          // An actor with an unrecorded change stays until the next record holds it.
+          if (now - slot.lastUsed >= this.options.idleMs && !state.unrecorded.has(symbol)) {
             state.actors.delete(symbol);
             dropped += 1;
           }
@@ -289,10 +314,14 @@ export class ActorHost {
           await batch.heartbeat().catch(() => undefined);
         }
       } catch (err) {
-        // Whatever the actors applied past the last commit is not durable: forget it, so the
-        // next owner (or this node, after a new claim) starts again from the record.
-        state.actors.clear();
+        // The failed chunk's changes to the actors are not stored: forget them. Actors go back to
+        // their state after the last stored chunk (unrecorded, or else their record), and the log
+        // hands the failed chunk again.
+        this.rewind(state);
         if (err instanceof FencedError) {
+          state.actors.clear();
+          state.unrecorded.clear();
+          state.pendingNext = null;
           state.epoch = null;
           state.fenced = true;
           this.options.logger.error(
@@ -325,25 +354,47 @@ export class ActorHost {
     observer?.applied?.(out.ticks.length, Number(process.hrtime.bigint() - applyStarted) / 1e9);
 
     const persistStarted = process.hrtime.bigint();
-    const snapshots = touched.map(a => a.snapshot());
-    const actors: ActorRecord[] = snapshots.map(snap => ({
-      symbol: snap.symbol,
-      partition,
-      seq: snap.seq,
-      lastOffset: snap.lastOffset,
-      state: JSON.stringify(snap),
-    }));
+    const next = chunk[chunk.length - 1].offset + 1;
+    const changed = touched.map(a => a.snapshot());
+    const interval = this.options.recordIntervalMs ?? 0;
+    const due = interval === 0 || this.stopping || Date.now() - state.recordedAt >= interval;
+    const actors = due ? recordsOf(partition, [...pendingAfter(state.unrecorded, changed).values()]) : [];
     const { newSignals } = await this.retry(state, batch, `persist partition ${partition}`, "postgres", () =>
       this.options.results.write(out, { partition, epoch: state.epoch!, actors }),
     );
     observer?.persisted?.(Number(process.hrtime.bigint() - persistStarted) / 1e9);
+    state.highWatermark = batch.highWatermark;
     if (out.deadLetters.length > 0) {
       observer?.deadLetters?.(out.deadLetters.length);
       this.options.logger.warn(
         `partition ${partition}: ${out.deadLetters.length} message(s) to dead_letters, first at offset ${out.deadLetters[0].offset}: ${out.deadLetters[0].reason}`,
       );
     }
+    if (due) {
+      state.unrecorded.clear();
+      state.pendingNext = next;
+      await this.recorded(state, actors, () =>
+        this.retry(state, batch, `commit partition ${partition}`, "kafka", () =>
+          this.options.commit(partition, next),
+        ),
+      );
+    } else {
+      for (const snap of changed) state.unrecorded.set(snap.symbol, snap);
+      state.pendingNext = next;
+    }
+    // Only signals this batch stored are news: a replayed batch's were notified the first time.
+    if (latest.length > 0 || newSignals.length > 0) observer?.published?.(partition, latest, newSignals);
+  }
 
+  /** After a record: the same states to the cache (best effort), then the offset commit. */
+  private async recorded(
+    state: PartitionState,
+    actors: ActorRecord[],
+    commit: () => Promise<void>,
+  ): Promise<void> {
+    const { observer } = this.options;
+    const partition = state.partition;
+    state.recordedAt = Date.now();
     if (actors.length > 0) {
       const snapshotStarted = process.hrtime.bigint();
       if (
@@ -353,14 +404,86 @@ export class ActorHost {
       )
         observer?.snapshotted?.(Number(process.hrtime.bigint() - snapshotStarted) / 1e9);
     }
+    const next = state.pendingNext;
+    if (next === null || next === state.committedNext) return;
+    await commit();
+    state.committedNext = next;
+    observer?.committed?.(partition, next, state.highWatermark);
+  }
 
-    const next = chunk[chunk.length - 1].offset + 1;
-    await this.retry(state, batch, `commit partition ${partition}`, "kafka", () =>
-      this.options.commit(partition, next),
-    );
-    observer?.committed?.(partition, next, batch.highWatermark);
-    // Only signals this batch stored are news: a replayed batch's were notified the first time.
-    if (latest.length > 0 || newSignals.length > 0) observer?.published?.(partition, latest, newSignals);
+  /**
+   * Records every partition whose unrecorded changes are older than the record interval (or all,
+   * with `all`), and commits its offset: called on a timer, so that a partition whose messages
+   * stopped does not keep its last changes unrecorded, and on shutdown. A failure is left for the
+   * next call (the partition's own loop, or this timer), logged once per outage by the loop.
+   */
+  async flushDue(all = false, now = Date.now()): Promise<number> {
+    // One flush at a time: a partition stalled on Postgres holds its lock, and timer calls must
+    // not queue up behind it.
+    if (this.flushing) return 0;
+    this.flushing = true;
+    try {
+      return await this.flushEach(all, now);
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private async flushEach(all: boolean, now: number): Promise<number> {
+    const interval = this.options.recordIntervalMs ?? 0;
+    let flushed = 0;
+    for (const state of [...this.partitions.values()]) {
+      const pending = () =>
+        state.epoch !== null &&
+        !state.fenced &&
+        (state.unrecorded.size > 0 ||
+          (state.pendingNext !== null && state.pendingNext !== state.committedNext)) &&
+        (all || now - state.recordedAt >= interval);
+      if (!pending()) continue;
+      await state
+        .exclusive(async () => {
+          if (!pending() || this.partitions.get(state.partition) !== state) return;
+          const actors = recordsOf(state.partition, [...state.unrecorded.values()]);
+          if (actors.length > 0) {
+            await this.options.results.write(emptyOutputs(state.partition), {
+              partition: state.partition,
+              epoch: state.epoch!,
+              actors,
+            });
+            state.unrecorded.clear();
+          }
+          await this.recorded(state, actors, () => this.options.commit(state.partition, state.pendingNext!));
+          flushed += 1;
+        })
+        .catch((err: unknown) => {
+          if (err instanceof FencedError) {
+            state.actors.clear();
+            state.unrecorded.clear();
+            state.epoch = null;
+            state.fenced = true;
+            this.options.logger.error(
+              `${err.message}; dropping its actors and leaving it alone until the next assignment`,
+            );
+          } else {
+            this.options.logger.debug?.(
+              `partition ${state.partition}: record failed, will be tried again: ${(err as Error).message}`,
+            );
+          }
+        });
+    }
+    return flushed;
+  }
+
+  /** Back to the state after the last stored chunk: unrecorded actors from their snapshots, the others from their record. */
+  private rewind(state: PartitionState): void {
+    state.actors.clear();
+    const now = Date.now();
+    for (const snap of state.unrecorded.values())
+      state.actors.set(snap.symbol, {
+        actor: SymbolActor.restore(snap, this.options.settings),
+        lastUsed: now,
+        unverified: false,
+      });
   }
 
   /** Parses the chunk and makes sure every symbol in it has a live actor. */
@@ -442,13 +565,15 @@ export class ActorHost {
       }
       fromPostgres.set(
         symbol,
-        !cached
-          ? "unavailable"
-          : json === null
-            ? "missing"
-            : snapshot === null || matches
-              ? "unreadable"
-              : "stale",
+        position.partition !== partition
+          ? "moved"
+          : !cached
+            ? "unavailable"
+            : json === null
+              ? "missing"
+              : snapshot === null || matches
+                ? "unreadable"
+                : "stale",
       );
     });
 
@@ -470,6 +595,8 @@ export class ActorHost {
           });
         }
         install(snapshot, false);
+        // Offsets of the record's partition mean nothing in this one.
+        if (record.partition !== partition) state.actors.get(record.symbol)?.actor.movedPartition();
         count("postgres", fromPostgres.get(record.symbol)!);
       }
       const byReason = new Map<RestoreReason, number>();
@@ -494,7 +621,9 @@ export class ActorHost {
         () => this.options.results.storedTicks(snapshot.symbol, snapshot.seq),
       );
       const actor = SymbolActor.resettle(snapshot, this.options.settings, ticks);
-      const unverified = !recorded.has(snapshot.symbol);
+      const place = recorded.get(snapshot.symbol);
+      if (place && place.partition !== partition) actor.movedPartition();
+      const unverified = !place;
       state.actors.set(snapshot.symbol, { actor, lastUsed: now, unverified });
     }
     if (settingsChanged.length > 0) {
@@ -661,4 +790,24 @@ function tryInstall(
       return false;
     throw err;
   }
+}
+
+/** The unrecorded states with this chunk's changes on top. */
+function pendingAfter(
+  unrecorded: Map<string, ActorSnapshot>,
+  changed: ActorSnapshot[],
+): Map<string, ActorSnapshot> {
+  const all = new Map(unrecorded);
+  for (const snap of changed) all.set(snap.symbol, snap);
+  return all;
+}
+
+function recordsOf(partition: number, snapshots: ActorSnapshot[]): ActorRecord[] {
+  return snapshots.map(snap => ({
+    symbol: snap.symbol,
+    partition,
+    seq: snap.seq,
+    lastOffset: snap.lastOffset,
+    state: JSON.stringify(snap),
+  }));
 }

@@ -22,6 +22,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
   let generation = 0;
   let partitionCount = 0;
   let sweepTimer: NodeJS.Timeout | null = null;
+  let recordTimer: NodeJS.Timeout | null = null;
   /** What the start-up waits for, for NOT_READY answers and readiness. */
   let startState = "starting";
   let startAbort: AbortController | null = null;
@@ -141,7 +142,10 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       if (sweepTimer) clearInterval(sweepTimer);
       // Batches in flight finish (persist, snapshot, commit); then the member leaves the group,
       // so the partitions move at once instead of after a session timeout.
+      if (recordTimer) clearInterval(recordTimer);
       host?.beginStop();
+      // Unrecorded changes are recorded and their offsets committed before the group is left.
+      await host?.flushDue(true);
       await consumer?.stop();
       this.logger.info("actors stopped: offsets committed, group left");
       host = null;
@@ -187,6 +191,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       partitionCount,
       commit: (p, next) => activeConsumer.commit(p, next),
       idleMs: config.actors.idleMs,
+      recordIntervalMs: config.actors.recordIntervalMs,
       retryMaxBackoffMs: config.actors.retryMaxBackoffMs,
       logger,
       owner: broker.nodeID,
@@ -280,6 +285,14 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       );
     }, sweepEvery);
     sweepTimer.unref();
+    if (config.actors.recordIntervalMs > 0) {
+      // A partition whose messages stopped records its last changes (and commits) on this timer.
+      recordTimer = setInterval(
+        () => void activeHost.flushDue(),
+        Math.max(50, Math.floor(config.actors.recordIntervalMs / 2)),
+      );
+      recordTimer.unref();
+    }
     logger.info(
       `actors consuming ${kafkaLog.kind} topic "${kafkaLog.topic}" as group "${config.kafka.groupId}" (${partitionCount} partitions)`,
     );

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import zlib from "node:zlib";
-import { StockError } from "../../domain/errors";
+import { ConfigError, StockError } from "../../domain/errors";
 import type { Logger } from "../../lib/logger";
 import { partitionForKey } from "../../lib/partitioner";
 import type {
@@ -142,6 +142,22 @@ export class EmbeddedLog implements MessageLog {
 
   private load(dir: string): void {
     const firstCreated = fs.mkdirSync(dir, { recursive: true });
+    // Symbols are placed by the partition count: a log written under another count cannot be
+    // continued, or a symbol's new messages would go to another partition than its old ones.
+    // Topic names are letters, digits, ".", "_" and "-": only the dot needs escaping.
+    const pattern = new RegExp(`^${this.topic.replace(/\./g, "\\.")}-(\\d+)\\.ndjson$`);
+    const found = fs
+      .readdirSync(dir)
+      .map(name => pattern.exec(name))
+      .filter(m => m !== null)
+      .map(m => Number(m[1]));
+    if (found.length > 0 && Math.max(...found) + 1 !== this.partitions.length) {
+      const written = Math.max(...found) + 1;
+      throw new ConfigError(
+        `the embedded log in ${dir} holds ${written} partitions of topic "${this.topic}" but KAFKA_PARTITIONS is ` +
+          `${this.partitions.length}: set KAFKA_PARTITIONS=${written}, or move ${dir} (and the embedded database) away to start afresh`,
+      );
+    }
     let createdFile = false;
     try {
       for (let p = 0; p < this.partitions.length; p++) {

@@ -10,7 +10,8 @@ import {
   type LogEntry,
   type Producer,
 } from "kafkajs";
-import { UnavailableError } from "../../domain/errors";
+import { ConfigError, UnavailableError } from "../../domain/errors";
+import { partitionForKey } from "../../lib/partitioner";
 import { repeatFilter } from "../../lib/waiting";
 import type {
   ConsumerHooks,
@@ -159,7 +160,10 @@ export class KafkaLog implements MessageLog {
           if (err.type !== "TOPIC_ALREADY_EXISTS") throw err;
         });
     }
-    return this.partitionCount();
+    const count = await this.partitionCount();
+    if (count !== this.options.partitions)
+      throw partitionCountMismatch(this.topic, count, this.options.partitions);
+    return count;
   }
 
   partitionCount(): Promise<number> {
@@ -173,8 +177,8 @@ export class KafkaLog implements MessageLog {
 
   async createProducer(): Promise<LogProducer> {
     const producer: Producer = this.kafka.producer({
-      // Named rather than defaulted: lib/partitioner.ts (the embedded log, query routing) mirrors
-      // exactly this murmur2 partitioner, and kafkajs warns on every start when it is left implicit.
+      // Every message names its partition (below); the partitioner is named only because kafkajs
+      // warns on every start when it is left implicit.
       createPartitioner: Partitioners.DefaultPartitioner,
       idempotent: true,
       maxInFlightRequests: 1,
@@ -189,7 +193,13 @@ export class KafkaLog implements MessageLog {
     return {
       send: async (records: LogRecord[]) => {
         try {
-          await producer.send({ topic: this.topic, acks: -1, messages: records });
+          // Placed by KAFKA_PARTITIONS, never by the topic's current count: a topic grown while
+          // nodes run must not move a symbol to another partition than its actor's.
+          const messages = records.map(r => ({
+            ...r,
+            partition: partitionForKey(r.key, this.options.partitions),
+          }));
+          await producer.send({ topic: this.topic, acks: -1, messages });
         } catch (err) {
           throw new UnavailableError(`Kafka did not acknowledge: ${(err as Error).message}`, { cause: err });
         }
@@ -262,6 +272,19 @@ export class KafkaLog implements MessageLog {
     ]);
     if (settled) await settled.disconnect().catch(() => undefined);
   }
+}
+
+/**
+ * The topic's partition count differs from KAFKA_PARTITIONS, by which every node places symbols:
+ * running on would send a symbol's ticks to another partition than the one its actor reads.
+ */
+export function partitionCountMismatch(topic: string, actual: number, configured: number): ConfigError {
+  return new ConfigError(
+    `topic "${topic}" has ${actual} partitions but KAFKA_PARTITIONS is ${configured}, and every node places symbols ` +
+      `by KAFKA_PARTITIONS: set KAFKA_PARTITIONS=${actual} on every node, after draining the backlog as the README's ` +
+      `"Changing the partition count" describes` +
+      (actual < configured ? " (a topic never shrinks; grow it first if you want more partitions)" : ""),
+  );
 }
 
 const REBALANCE_ERRORS = new Set(["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"]);

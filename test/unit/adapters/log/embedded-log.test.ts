@@ -95,6 +95,21 @@ describe("EmbeddedLog on disk", () => {
     await reopened.close();
   });
 
+  it("refuses to reopen under another partition count, saying which count the files hold", async () => {
+    const log = open(3);
+    await log.append([record("a", "AAPL")]);
+    await log.close();
+    for (const other of [2, 4])
+      expect(() => open(other)).toThrow(
+        new RegExp(`holds 3 partitions of topic "${TOPIC}" but KAFKA_PARTITIONS is ${other}: set KAFKA_PARTITIONS=3`),
+      );
+    // Refused before touching anything: the files are as they were, and reopen under 3.
+    expect(fs.existsSync(file(3))).toBe(false);
+    const reopened = open(3);
+    expect(values(reopened, partitionForKey("AAPL", 3))).toEqual(["a"]);
+    await reopened.close();
+  });
+
   it("truncates a torn last line on open and says how many bytes it dropped, once", async () => {
     const log = open();
     await log.append([record("one"), record("two")]);
