@@ -101,7 +101,9 @@ describe("EmbeddedLog on disk", () => {
     await log.close();
     for (const other of [2, 4])
       expect(() => open(other)).toThrow(
-        new RegExp(`holds 3 partitions of topic "${TOPIC}" but KAFKA_PARTITIONS is ${other}: set KAFKA_PARTITIONS=3`),
+        new RegExp(
+          `holds 3 partitions of topic "${TOPIC}" but KAFKA_PARTITIONS is ${other}: set KAFKA_PARTITIONS=3`,
+        ),
       );
     // Refused before touching anything: the files are as they were, and reopen under 3.
     expect(fs.existsSync(file(3))).toBe(false);
