@@ -205,6 +205,14 @@ export class SymbolActor {
   }
 
   /**
+   * The message at `offset` is a second copy of one already applied (a client's retried request):
+   * nothing changes but the offset, so that a replay of the log decides the same way.
+   */
+  skipDuplicate(offset: number): void {
+    if (offset > this._lastOffset) this._lastOffset = offset;
+  }
+
+  /**
    * Applies the message read at `offset`. Returns `null`, changing nothing, when the offset was already applied:
    * after a restore, the partition is replayed from the last committed offset, which may lie before the snapshot.
    */

@@ -141,6 +141,7 @@ const envSchema = z
     INGEST_BODY_LIMIT: byteSize.default(5 * 1024 ** 2),
     INGEST_RATE_LIMIT: int(0).default(0),
     INGEST_LINGER_MS: int(0, 1000).default(0),
+    IDEMPOTENCY_TTL_HOURS: int(1, 720).default(24),
     INGEST_TRUST_PROXY: flag.default(false),
 
     NOTIFIER_WEBHOOK_URL: optionalUrl(["http", "https"]).optional(),
@@ -202,6 +203,8 @@ export interface Config {
     lingerMs: number;
     /** Rate-limit by the address a trusted proxy appends to X-Forwarded-For, not the socket's. */
     trustProxy: boolean;
+    /** How long an Idempotency-Key is remembered (by the gateways and by the actors). */
+    idempotencyTtlMs: number;
   };
   actors: {
     idleMs: number;
@@ -268,6 +271,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       rateLimitPerSecond: e.INGEST_RATE_LIMIT,
       lingerMs: e.INGEST_LINGER_MS,
       trustProxy: e.INGEST_TRUST_PROXY,
+      idempotencyTtlMs: e.IDEMPOTENCY_TTL_HOURS * 3600 * 1000,
     },
     actors: {
       idleMs: e.ACTOR_IDLE_MS,

@@ -17,6 +17,7 @@ export const METRIC = {
   ownedPartitions: "stock.partitions.owned",
   partitionStalled: "stock.partition.stalled",
   actorRestores: "stock.actor.restores.total",
+  duplicatesSkipped: "stock.duplicates.skipped.total",
   snapshotCacheUp: "stock.snapshot.cache.up",
   signals: "stock.signals.total",
   ticksProcessed: "stock.ticks.processed.total",
@@ -103,6 +104,12 @@ const DEFINITIONS: Definition[] = [
     description:
       "Actors brought into memory, by source (cache, postgres, new) and reason (hit; missing, stale, unreadable, unavailable; none)",
     labelNames: ["source", "reason"],
+  },
+  {
+    name: METRIC.duplicatesSkipped,
+    type: "counter",
+    description:
+      "Messages the actors skipped as repeats of a client request already applied (same Idempotency-Key)",
   },
   {
     name: METRIC.snapshotCacheUp,

@@ -16,7 +16,7 @@ import { FencedError, isRetriable, StockError } from "../domain/errors";
 import type { Logger } from "../lib/logger";
 import { partitionForKey } from "../lib/partitioner";
 import { nextBackoff, Outage } from "../lib/waiting";
-import { applyChunk, parseLogMessage, type ParsedMessage } from "./apply-chunk";
+import { applyChunk, parseLogMessage, type IdempotencyMark, type ParsedMessage } from "./apply-chunk";
 import { emptyOutputs } from "./batch-outputs";
 import type { ActorRecord, ResultsStore } from "./results-store";
 
@@ -35,6 +35,8 @@ export interface HostObserver {
   restored?(partition: number, source: RestoreSource, reason: RestoreReason, count: number): void;
   /** The snapshot cache (Redis) failed (`up` false) or works again. */
   cache?(up: boolean): void;
+  /** Messages skipped as repeats of a client request already applied (same Idempotency-Key). */
+  duplicates?(partition: number, count: number): void;
 }
 
 /** What a partition's loop waits for while it is stalled. The snapshot cache is never waited for. */
@@ -78,11 +80,14 @@ export interface ActorHostOptions {
   chunkSize?: number;
   /**
    * How often a partition's actor states are recorded in Postgres (and the cache), and its offset
-   * committed: at most every this many ms while messages flow, batched over every chunk since.
-   * Results are written with every chunk regardless. 0 (the default here) records every chunk.
+   * committed, while a backlog is worked off: every this many ms, batched over every chunk since.
+   * A chunk that reaches the end of the log is recorded at once. Results are written with every
+   * chunk regardless. 0 (the default here) records every chunk.
    * A crash replays at most this long a stretch of the log, whose results Postgres ignores.
    */
   recordIntervalMs?: number;
+  /** How long a partition remembers an idempotency key (default 24 h). */
+  idempotencyTtlMs?: number;
   logger: Logger;
   observer?: HostObserver;
   /** This node's name, recorded as the owner of the partitions it claims. */
@@ -119,6 +124,14 @@ class PartitionState {
   recordedAt = 0;
   /** The log's end as the last batch saw it, for the lag reported with a commit. */
   highWatermark = 0;
+  /** Idempotency keys this partition has applied messages of (see apply-chunk.ts). */
+  readonly marks = new Map<string, IdempotencyMark>();
+  /** Marks set by stored chunks since the last record. */
+  readonly unrecordedMarks = new Map<string, IdempotencyMark>();
+  /** The running chunk's changes to `marks`, undone if it fails. */
+  chunkUndo: Map<string, IdempotencyMark | undefined> | null = null;
+  /** When the partition's old marks were last pruned from Postgres. */
+  prunedAt = 0;
   /** Set while a step of this partition's loop keeps failing: one log line when it starts, one when it ends. */
   readonly outage: Outage;
   stalledOn: Dependency | null = null;
@@ -305,6 +318,16 @@ export class ActorHost {
           state.epoch = await this.retry(state, batch, `claim partition ${batch.partition}`, "postgres", () =>
             this.options.results.claimPartition(batch.partition, this.options.owner ?? "unnamed"),
           );
+          const ttl = this.ttlMs();
+          const marks = await this.retry(
+            state,
+            batch,
+            `read the idempotency marks of partition ${batch.partition}`,
+            "postgres",
+            () => this.options.results.idempotencyMarks(batch.partition, ttl),
+          );
+          state.marks.clear();
+          for (const m of marks) state.marks.set(m.key, { hi: m.hi, hiOffset: m.hiOffset, at: m.at });
           this.options.logger.info(`partition ${batch.partition}: claimed with epoch ${state.epoch}`);
         }
         for (let start = 0; start < batch.messages.length; start += this.chunkSize) {
@@ -346,22 +369,38 @@ export class ActorHost {
       outputs: out,
       touched,
       latest,
-    } = applyChunk(partition, chunk, parsed, symbol => {
-      const slot = state.actors.get(symbol)!;
-      slot.lastUsed = now;
-      return slot.actor;
-    });
+      marks,
+      undo,
+      duplicates,
+    } = applyChunk(
+      partition,
+      chunk,
+      parsed,
+      symbol => {
+        const slot = state.actors.get(symbol)!;
+        slot.lastUsed = now;
+        return slot.actor;
+      },
+      state.marks,
+    );
+    state.chunkUndo = undo;
+    if (duplicates > 0) observer?.duplicates?.(partition, duplicates);
     observer?.applied?.(out.ticks.length, Number(process.hrtime.bigint() - applyStarted) / 1e9);
 
     const persistStarted = process.hrtime.bigint();
     const next = chunk[chunk.length - 1].offset + 1;
     const changed = touched.map(a => a.snapshot());
     const interval = this.options.recordIntervalMs ?? 0;
-    const due = interval === 0 || this.stopping || Date.now() - state.recordedAt >= interval;
+    // Recorded when the interval has passed, and whenever the partition has caught up with the
+    // log: the record is batched while a backlog is worked off, never left waiting when idle.
+    const caughtUp = next >= batch.highWatermark;
+    const due = interval === 0 || this.stopping || caughtUp || Date.now() - state.recordedAt >= interval;
     const actors = due ? recordsOf(partition, [...pendingAfter(state.unrecorded, changed).values()]) : [];
+    const recordMarks = due ? marksOf(new Map([...state.unrecordedMarks, ...marks])) : [];
     const { newSignals } = await this.retry(state, batch, `persist partition ${partition}`, "postgres", () =>
-      this.options.results.write(out, { partition, epoch: state.epoch!, actors }),
+      this.options.results.write(out, { partition, epoch: state.epoch!, actors, marks: recordMarks }),
     );
+    state.chunkUndo = null;
     observer?.persisted?.(Number(process.hrtime.bigint() - persistStarted) / 1e9);
     state.highWatermark = batch.highWatermark;
     if (out.deadLetters.length > 0) {
@@ -372,6 +411,7 @@ export class ActorHost {
     }
     if (due) {
       state.unrecorded.clear();
+      state.unrecordedMarks.clear();
       state.pendingNext = next;
       await this.recorded(state, actors, () =>
         this.retry(state, batch, `commit partition ${partition}`, "kafka", () =>
@@ -380,6 +420,7 @@ export class ActorHost {
       );
     } else {
       for (const snap of changed) state.unrecorded.set(snap.symbol, snap);
+      for (const [key, mark] of marks) state.unrecordedMarks.set(key, mark);
       state.pendingNext = next;
     }
     // Only signals this batch stored are news: a replayed batch's were notified the first time.
@@ -395,6 +436,7 @@ export class ActorHost {
     const { observer } = this.options;
     const partition = state.partition;
     state.recordedAt = Date.now();
+    this.pruneMarks(state);
     if (actors.length > 0) {
       const snapshotStarted = process.hrtime.bigint();
       if (
@@ -437,6 +479,7 @@ export class ActorHost {
         state.epoch !== null &&
         !state.fenced &&
         (state.unrecorded.size > 0 ||
+          state.unrecordedMarks.size > 0 ||
           (state.pendingNext !== null && state.pendingNext !== state.committedNext)) &&
         (all || now - state.recordedAt >= interval);
       if (!pending()) continue;
@@ -444,13 +487,16 @@ export class ActorHost {
         .exclusive(async () => {
           if (!pending() || this.partitions.get(state.partition) !== state) return;
           const actors = recordsOf(state.partition, [...state.unrecorded.values()]);
-          if (actors.length > 0) {
+          const marks = marksOf(state.unrecordedMarks);
+          if (actors.length > 0 || marks.length > 0) {
             await this.options.results.write(emptyOutputs(state.partition), {
               partition: state.partition,
               epoch: state.epoch!,
               actors,
+              marks,
             });
             state.unrecorded.clear();
+            state.unrecordedMarks.clear();
           }
           await this.recorded(state, actors, () => this.options.commit(state.partition, state.pendingNext!));
           flushed += 1;
@@ -476,6 +522,14 @@ export class ActorHost {
 
   /** Back to the state after the last stored chunk: unrecorded actors from their snapshots, the others from their record. */
   private rewind(state: PartitionState): void {
+    // Marks the failed chunk set go back too (unrecordedMarks only ever holds stored chunks' marks).
+    if (state.chunkUndo) {
+      for (const [key, mark] of state.chunkUndo) {
+        if (mark === undefined) state.marks.delete(key);
+        else state.marks.set(key, mark);
+      }
+      state.chunkUndo = null;
+    }
     state.actors.clear();
     const now = Date.now();
     for (const snap of state.unrecorded.values())
@@ -679,6 +733,21 @@ export class ActorHost {
     }
   }
 
+  private ttlMs(): number {
+    return this.options.idempotencyTtlMs ?? 24 * 3600 * 1000;
+  }
+
+  /** Forgets marks older than the TTL: in memory at every record, in Postgres every ten minutes (best effort). */
+  private pruneMarks(state: PartitionState): void {
+    const ttl = this.ttlMs();
+    const now = Date.now();
+    for (const [key, mark] of state.marks)
+      if (mark.at < now - ttl && !state.unrecordedMarks.has(key)) state.marks.delete(key);
+    if (now - state.prunedAt < 600000) return;
+    state.prunedAt = now;
+    void this.options.results.pruneIdempotencyMarks(state.partition, ttl).catch(() => undefined);
+  }
+
   /** A cache write, best effort: a failure is logged once per outage, and the cache rests a while. */
   private async toCache(what: string, fn: () => Promise<void>): Promise<boolean> {
     return (await this.fromCache(what, async () => (await fn(), true))) ?? false;
@@ -810,4 +879,10 @@ function recordsOf(partition: number, snapshots: ActorSnapshot[]): ActorRecord[]
     lastOffset: snap.lastOffset,
     state: JSON.stringify(snap),
   }));
+}
+
+function marksOf(
+  marks: Map<string, IdempotencyMark>,
+): { key: string; hi: number; hiOffset: number; at: number }[] {
+  return [...marks].map(([key, m]) => ({ key, hi: m.hi, hiOffset: m.hiOffset, at: m.at }));
 }

@@ -36,6 +36,21 @@ export function parseLogMessage(m: LogMessage, partitionCount: number): ParsedMe
   return { symbol: msg.stock_symbol, message: msg };
 }
 
+/** Kafka headers that carry a client request's identity (`Idempotency-Key`) with each of its messages. */
+export const IDEMPOTENCY_KEY_HEADER = "idempotency-key";
+export const IDEMPOTENCY_INDEX_HEADER = "idempotency-index";
+
+/**
+ * What a partition has seen of one idempotency key: the highest message index applied (`hi`),
+ * the offset that message was read at, and when the log accepted it (ms). A request's messages
+ * reach a partition in index order, so a later copy of index <= hi is a repeat of the request.
+ */
+export interface IdempotencyMark {
+  hi: number;
+  hiOffset: number;
+  at: number;
+}
+
 /** What applying one chunk produced. */
 export interface ChunkOutcome {
   /** Every row for the results transaction. */
@@ -44,6 +59,12 @@ export interface ChunkOutcome {
   touched: SymbolActor[];
   /** The newest tick of each symbol that got one, for live updates. */
   latest: TickResult[];
+  /** Idempotency marks this chunk set, to record with the actors' states. */
+  marks: Map<string, IdempotencyMark>;
+  /** Each changed mark's value before the chunk (undefined: none), to put back if the chunk fails. */
+  undo: Map<string, IdempotencyMark | undefined>;
+  /** Messages skipped as repeats of a request already applied. */
+  duplicates: number;
 }
 
 /**
@@ -56,8 +77,12 @@ export function applyChunk(
   chunk: readonly LogMessage[],
   parsed: readonly ParsedMessage[],
   actorOf: (symbol: string) => SymbolActor,
+  marks: Map<string, IdempotencyMark> = new Map(),
 ): ChunkOutcome {
   const out = emptyOutputs(partition);
+  const changed = new Map<string, IdempotencyMark>();
+  const undo = new Map<string, IdempotencyMark | undefined>();
+  let duplicates = 0;
   const touched = new Map<string, SymbolActor>();
   const latest = new Map<string, TickResult>();
   const deadLetter = (m: LogMessage, reason: string) =>
@@ -81,6 +106,24 @@ export function applyChunk(
       continue;
     }
     const actor = actorOf(item.symbol);
+    // Already applied (a replay after a crash or a rebalance): the actor skips it, below.
+    const key = m.offset > actor.lastOffset ? m.headers?.[IDEMPOTENCY_KEY_HEADER] : undefined;
+    if (key !== undefined) {
+      const index = Number(m.headers?.[IDEMPOTENCY_INDEX_HEADER] ?? 0);
+      const mark = marks.get(key);
+      if (mark && index <= mark.hi && m.offset > mark.hiOffset) {
+        actor.skipDuplicate(m.offset);
+        touched.set(item.symbol, actor);
+        duplicates += 1;
+        continue;
+      }
+      if (!mark || index > mark.hi) {
+        if (!undo.has(key)) undo.set(key, mark);
+        const next = { hi: index, hiOffset: m.offset, at: m.timestamp };
+        marks.set(key, next);
+        changed.set(key, next);
+      }
+    }
     let output;
     try {
       output = actor.apply(item.message, m.offset);
@@ -118,7 +161,14 @@ export function applyChunk(
       lastSeq: actor.seq,
     });
   }
-  return { outputs: out, touched: [...touched.values()], latest: [...latest.values()] };
+  return {
+    outputs: out,
+    touched: [...touched.values()],
+    latest: [...latest.values()],
+    marks: changed,
+    undo,
+    duplicates,
+  };
 }
 
 function pushSide(out: BatchOutputs, payload: SymbolSideData, sideSeq: number): void {

@@ -29,6 +29,8 @@ export interface RecordFence {
   epoch: number;
   /** The states of the actors the batch touched, after it. */
   actors: ActorRecord[];
+  /** Idempotency marks set since the partition's last record (table `idempotency_marks`). */
+  marks?: { key: string; hi: number; hiOffset: number; at: number }[];
 }
 
 /**
@@ -61,6 +63,7 @@ export class ResultsStore {
       await ECONOMIC.insert(tx, out.economic, out.partition);
       await DEAD_LETTERS.insert(tx, out.deadLetters, out.partition);
       if (record && record.actors.length > 0) await upsertActorRecords(tx, record.actors);
+      if (record?.marks && record.marks.length > 0) await upsertMarks(tx, record.partition, record.marks);
       if (inserted.length === out.signals.length) return { newSignals: out.signals };
       const isNew = new Set(inserted.map(r => `${String(r.symbol)}\u0000${String(r.seq)}`));
       return { newSignals: out.signals.filter(s => isNew.has(`${s.symbol}\u0000${s.seq}`)) };
@@ -81,6 +84,28 @@ export class ResultsStore {
       [partition, owner],
     );
     return Number(rows[0].epoch);
+  }
+
+  /** A partition's idempotency marks accepted by the log within the last `ttlMs`. */
+  async idempotencyMarks(
+    partition: number,
+    ttlMs: number,
+  ): Promise<{ key: string; hi: number; hiOffset: number; at: number }[]> {
+    const { rows } = await this.db.query<{ key: string; hi: number; hi_offset: string | number; at: number }>(
+      `SELECT key, hi, hi_offset, (extract(epoch FROM seen_at) * 1000)::float8 AS at
+       FROM idempotency_marks WHERE partition = $1 AND seen_at > now() - make_interval(secs => $2::float8 / 1000)`,
+      [partition, ttlMs],
+    );
+    return rows.map(r => ({ key: r.key, hi: r.hi, hiOffset: Number(r.hi_offset), at: r.at }));
+  }
+
+  /** Forgets idempotency marks older than `ttlMs`; returns how many. */
+  async pruneIdempotencyMarks(partition: number, ttlMs: number): Promise<number> {
+    const { rowCount } = await this.db.query(
+      "DELETE FROM idempotency_marks WHERE partition = $1 AND seen_at < now() - make_interval(secs => $2::float8 / 1000)",
+      [partition, ttlMs],
+    );
+    return rowCount;
   }
 
   /** Where each symbol's actor stands in the record (no state): null-free, only symbols that have one. */
@@ -349,6 +374,28 @@ async function checkEpoch(tx: SqlExecutor, fence: RecordFence): Promise<void> {
   }
   const current = Number(rows[0].epoch);
   if (current !== fence.epoch) throw new FencedError(fence.partition, fence.epoch, current);
+}
+
+async function upsertMarks(
+  tx: SqlExecutor,
+  partition: number,
+  marks: { key: string; hi: number; hiOffset: number; at: number }[],
+): Promise<void> {
+  await tx.query(
+    `INSERT INTO idempotency_marks (partition, key, hi, hi_offset, seen_at)
+     SELECT $1, k, h, o, to_timestamp(a / 1000.0)
+     FROM unnest($2::text[], $3::int[], $4::bigint[], $5::float8[]) AS m(k, h, o, a)
+     ON CONFLICT (partition, key) DO UPDATE
+       SET hi = EXCLUDED.hi, hi_offset = EXCLUDED.hi_offset, seen_at = EXCLUDED.seen_at
+       WHERE idempotency_marks.hi < EXCLUDED.hi`,
+    [
+      partition,
+      column(marks, m => m.key),
+      column(marks, m => m.hi),
+      column(marks, m => m.hiOffset),
+      column(marks, m => m.at),
+    ],
+  );
 }
 
 /** The touched actors' states, replacing older ones; never moves a symbol's record backwards. */

@@ -192,6 +192,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       commit: (p, next) => activeConsumer.commit(p, next),
       idleMs: config.actors.idleMs,
       recordIntervalMs: config.actors.recordIntervalMs,
+      idempotencyTtlMs: config.ingest.idempotencyTtlMs,
       retryMaxBackoffMs: config.actors.retryMaxBackoffMs,
       logger,
       owner: broker.nodeID,
@@ -221,6 +222,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
         restored: (_partition, source, reason, count) =>
           metrics.increment(METRIC.actorRestores, { source, reason }, count),
         cache: up => metrics.set(METRIC.snapshotCacheUp, up ? 1 : 0),
+        duplicates: (_partition, count) => metrics.increment(METRIC.duplicatesSkipped, undefined, count),
       },
     });
     host = activeHost;

@@ -19,6 +19,8 @@ export interface ServiceDeps {
 /** `ingest.push`: the decoded items of one request, accepted whole or not at all. */
 export interface IngestParams {
   items: unknown[];
+  /** The request's Idempotency-Key header and the SHA-256 (hex) of its body, when it had one. */
+  idempotency?: { key: string; bodySha256: string };
 }
 
 export interface IngestResult {

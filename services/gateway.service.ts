@@ -1,4 +1,4 @@
-import { timingSafeEqual } from "node:crypto";
+import { createHash, timingSafeEqual } from "node:crypto";
 import fs from "node:fs";
 import type { Server, ServerResponse } from "node:http";
 import path from "node:path";
@@ -68,6 +68,32 @@ function bearerMatches(header: string | undefined, token: string): boolean {
 }
 
 /**
+ * The `Idempotency-Key` request header (IETF httpapi draft): null when absent; a 400 naming the
+ * header when it is not 1 to 255 visible ASCII characters.
+ */
+function idempotencyKey(header: string | string[] | undefined): string | null {
+  if (header === undefined) return null;
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!/^[\x21-\x7e]{1,255}$/.test(value)) {
+    throw new HttpError(
+      400,
+      "INVALID_IDEMPOTENCY_KEY",
+      "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
+      {
+        issues: [
+          {
+            index: 0,
+            path: "(header) Idempotency-Key",
+            message: "must be 1 to 255 visible ASCII characters",
+          },
+        ],
+      },
+    );
+  }
+  return value;
+}
+
+/**
  * The HTTP edge (moleculer-web): `POST /ingest` for generators and feeds, health endpoints,
  * the REST API and the static dashboard. Ingest work goes to the `ingest` service through
  * Moleculer, so it is balanced over every node that runs it.
@@ -125,8 +151,10 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
             );
           }
           let items: unknown[];
+          let body: Buffer;
           try {
-            items = decodeItems(await readBody(req, ingest.bodyLimitBytes), format);
+            body = await readBody(req, ingest.bodyLimitBytes);
+            items = decodeItems(body, format);
           } catch (err) {
             metrics.increment(METRIC.ingestRejected, {
               reason: (err as HttpError).code === 413 ? "too_large" : "invalid_json",
@@ -141,8 +169,13 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
               `a batch holds at most ${ingest.maxBatch} messages (INGEST_MAX_BATCH), got ${items.length}`,
             );
           }
+          const key = idempotencyKey(req.headers["idempotency-key"]);
+          const bodyHash = key === null ? "" : createHash("sha256").update(body).digest("hex");
           const result = await req.$ctx
-            .call<IngestResult, IngestParams>("ingest.push", { items })
+            .call<IngestResult, IngestParams>(
+              "ingest.push",
+              key === null ? { items } : { items, idempotency: { key, bodySha256: bodyHash } },
+            )
             .catch((err: GatewayError & { retryable?: boolean }) => {
               // Moleculer's own retryable failures (no ingest node reachable: 404; call timed out:
               // 504) say nothing about the request. A client must see "try again", not "wrong URL".

@@ -1,9 +1,12 @@
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { isPriceTick, messageKey, parseMessage, type StockMessage } from "../domain/messages";
-import { UnavailableError, type ValidationIssue } from "../domain/errors";
+import { UnavailableError, type StockError, type ValidationIssue } from "../domain/errors";
+import type { LogRecord } from "../adapters/log/types";
 import { METRIC, registerMetrics } from "../lib/metrics";
 import { describeOutage, Outage, untilAvailable, WaitAborted } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
+import { IDEMPOTENCY_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER } from "../runtime/apply-chunk";
+import { IdempotencyKeys, type KeyClaim } from "../runtime/idempotency-keys";
 import { ProduceCoalescer } from "../runtime/produce-coalescer";
 import type { IngestParams, IngestResult, ServiceDeps } from "./contracts";
 
@@ -39,6 +42,30 @@ export function validateItems(
 export default function createIngestService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
   let coalescer: ProduceCoalescer | null = null;
+  let keyStore: IdempotencyKeys | null = null;
+  let pruneTimer: NodeJS.Timeout | null = null;
+
+  /** Looks the key up in Postgres (shared by every gateway node); 503 while Postgres is away. */
+  async function claimKey(key: string, bodySha256: string, messages: number): Promise<KeyClaim> {
+    try {
+      if (!keyStore) {
+        keyStore = new IdempotencyKeys(await resources.sql(), config.ingest.idempotencyTtlMs);
+        pruneTimer = setInterval(() => void keyStore?.prune().catch(() => undefined), 600000);
+        pruneTimer.unref();
+      }
+      return await keyStore.claim(key, bodySha256, messages);
+    } catch (err) {
+      if (err instanceof UnavailableError || (err as StockError).retriable) {
+        throw new Errors.MoleculerRetryableError(
+          `requests with an Idempotency-Key need the database, which is unavailable: ${(err as Error).message}`,
+          503,
+          "IDEMPOTENCY_UNAVAILABLE",
+          { retryable: true },
+        );
+      }
+      throw err;
+    }
+  }
   let closeProducer: (() => Promise<void>) | null = null;
   let startState = "starting";
   let startAbort: AbortController | null = null;
@@ -87,7 +114,39 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
                 retryable: true,
               },
             );
-          const records = checked.messages.map(m => ({ key: messageKey(m), value: JSON.stringify(m) }));
+          let records: LogRecord[] = checked.messages.map(m => ({
+            key: messageKey(m),
+            value: JSON.stringify(m),
+          }));
+          const idempotency = ctx.params.idempotency;
+          if (idempotency) {
+            const claim = await claimKey(idempotency.key, idempotency.bodySha256, records.length);
+            if (claim === "conflict") {
+              metrics.increment(METRIC.ingestRejected, { reason: "idempotency_conflict" });
+              throw new Errors.MoleculerClientError(
+                `Idempotency-Key ${JSON.stringify(idempotency.key)} was already used for another request body; send a new request with a new key`,
+                422,
+                "IDEMPOTENCY_KEY_REUSED",
+                {
+                  issues: [
+                    {
+                      index: 0,
+                      path: "(header) Idempotency-Key",
+                      message: `was sent with another body within the last ${Math.round(config.ingest.idempotencyTtlMs / 3600000)} h`,
+                    },
+                  ],
+                },
+              );
+            }
+            // Its messages reached the log the first time: answered as then, nothing sent again.
+            if (claim === "done") return { accepted: records.length };
+            // New, or seen but maybe never in the log: sent with the key and each message's index,
+            // so that the actors apply a message that reaches the log twice once.
+            records = records.map((r, i) => ({
+              ...r,
+              headers: { [IDEMPOTENCY_KEY_HEADER]: idempotency.key, [IDEMPOTENCY_INDEX_HEADER]: String(i) },
+            }));
+          }
           try {
             await coalescer.send(records);
           } catch (err) {
@@ -99,6 +158,8 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
             }
             throw err;
           }
+          // Best effort: if this is lost, a repeat sends the messages again and the actors skip them.
+          if (idempotency) await keyStore?.complete(idempotency.key).catch(() => undefined);
           let ticks = 0;
           for (const m of checked.messages) if (isPriceTick(m)) ticks += 1;
           if (ticks > 0) metrics.increment(METRIC.ingestAccepted, { type: "price" }, ticks);
@@ -162,6 +223,7 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
     },
 
     async stopped() {
+      if (pruneTimer) clearInterval(pruneTimer);
       startAbort?.abort();
       await startup;
       const draining = coalescer;

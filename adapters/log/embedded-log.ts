@@ -19,6 +19,7 @@ interface StoredMessage {
   key: string | null;
   value: Buffer;
   timestamp: number;
+  headers?: Record<string, string>;
 }
 
 /** The two file operations of a commit; tests replace them to count or fail syncs. */
@@ -213,7 +214,7 @@ export class EmbeddedLog implements MessageLog {
       records.forEach((r, i) => {
         const p = partitionForKey(r.key, this.partitions.length);
         offsets[i] = this.partitions[p].length;
-        this.partitions[p].push({ key: r.key, value: Buffer.from(r.value), timestamp });
+        this.partitions[p].push({ key: r.key, value: Buffer.from(r.value), timestamp, headers: r.headers });
       });
       for (const wake of this.waiters) wake();
       return Promise.resolve(offsets);
@@ -226,8 +227,8 @@ export class EmbeddedLog implements MessageLog {
     records.forEach((r, i) => {
       const p = partitionForKey(r.key, this.partitions.length);
       offsets[i] = this.nextOffset[p]++;
-      group.messages[p].push({ key: r.key, value: Buffer.from(r.value), timestamp });
-      group.lines[p].push(encodeLine(r.key, r.value, timestamp));
+      group.messages[p].push({ key: r.key, value: Buffer.from(r.value), timestamp, headers: r.headers });
+      group.lines[p].push(encodeLine(r.key, r.value, timestamp, r.headers));
     });
     const acknowledged = new Promise<number[]>((resolve, reject) =>
       group.waiters.push({ resolve: () => resolve(offsets), reject }),
@@ -323,7 +324,14 @@ export class EmbeddedLog implements MessageLog {
     const out: LogMessage[] = [];
     for (let o = from; o < stored.length && out.length < max; o++) {
       const m = stored[o];
-      out.push({ partition, offset: o, key: m.key, value: m.value, timestamp: m.timestamp });
+      out.push({
+        partition,
+        offset: o,
+        key: m.key,
+        value: m.value,
+        timestamp: m.timestamp,
+        headers: m.headers,
+      });
     }
     return out;
   }
@@ -378,12 +386,15 @@ export class EmbeddedLog implements MessageLog {
 }
 
 /**
- * The line format, `{"k":key,"v":value,"t":ms,"c":crc}`: `c` is the CRC-32 of the line's UTF-8
+ * The line format, `{"k":key,"v":value,"t":ms,"h":{headers},"c":crc}` (`h` only when the record has
+ * headers): `c` is the CRC-32 of the line's UTF-8
  * bytes before `,"c":`. Lines written before checksums existed lack `c` and are read as they are;
  * older versions read the new lines too, since JSON.parse ignores the extra field.
  */
-function encodeLine(key: string, value: string, timestamp: number): Buffer {
-  const json = JSON.stringify({ k: key, v: value, t: timestamp });
+function encodeLine(key: string, value: string, timestamp: number, headers?: Record<string, string>): Buffer {
+  const json = JSON.stringify(
+    headers ? { k: key, v: value, t: timestamp, h: headers } : { k: key, v: value, t: timestamp },
+  );
   const head = json.slice(0, -1);
   const headBytes = Buffer.byteLength(head);
   // `,"c":` + up to 10 digits + `}\n`
@@ -393,11 +404,15 @@ function encodeLine(key: string, value: string, timestamp: number): Buffer {
   return line.subarray(0, end);
 }
 
+function isHeaders(h: unknown): boolean {
+  return typeof h === "object" && h !== null && Object.values(h).every(v => typeof v === "string");
+}
+
 /** What a line holds: a message, or why it is not one. */
 type Parsed = { message: StoredMessage; checksummed: boolean } | { invalid: string };
 
 function parseLine(line: Buffer): Parsed {
-  let m: { k?: unknown; v?: unknown; t?: unknown; c?: unknown };
+  let m: { k?: unknown; v?: unknown; t?: unknown; h?: unknown; c?: unknown };
   try {
     m = JSON.parse(line.toString("utf8"));
   } catch {
@@ -408,11 +423,13 @@ function parseLine(line: Buffer): Parsed {
     m === null ||
     !(typeof m.k === "string" || m.k === null) ||
     typeof m.v !== "string" ||
-    typeof m.t !== "number"
+    typeof m.t !== "number" ||
+    (m.h !== undefined && !isHeaders(m.h))
   ) {
     return { invalid: "is not a log record" };
   }
-  const message = { key: m.k, value: Buffer.from(m.v), timestamp: m.t };
+  const message: StoredMessage = { key: m.k, value: Buffer.from(m.v), timestamp: m.t };
+  if (m.h !== undefined) message.headers = m.h as Record<string, string>;
   if (m.c === undefined) return { message, checksummed: false };
   const suffix = `,"c":${String(m.c)}}`;
   const head = line.length - suffix.length;

@@ -6,6 +6,7 @@ import {
   type Admin,
   type Consumer,
   type ConsumerRunConfig,
+  type IHeaders,
   type KafkaConfig,
   type LogEntry,
   type Producer,
@@ -196,7 +197,9 @@ export class KafkaLog implements MessageLog {
           // Placed by KAFKA_PARTITIONS, never by the topic's current count: a topic grown while
           // nodes run must not move a symbol to another partition than its actor's.
           const messages = records.map(r => ({
-            ...r,
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
             partition: partitionForKey(r.key, this.options.partitions),
           }));
           await producer.send({ topic: this.topic, acks: -1, messages });
@@ -285,6 +288,18 @@ export function partitionCountMismatch(topic: string, actual: number, configured
       `"Changing the partition count" describes` +
       (actual < configured ? " (a topic never shrinks; grow it first if you want more partitions)" : ""),
   );
+}
+
+/** kafkajs's headers (Buffers, possibly repeated) as strings, the first value of each; undefined when none. */
+function stringHeaders(h: IHeaders | undefined): Record<string, string> | undefined {
+  if (!h) return undefined;
+  let out: Record<string, string> | undefined;
+  for (const [name, value] of Object.entries(h)) {
+    const first = Array.isArray(value) ? value[0] : value;
+    if (first === undefined) continue;
+    (out ??= {})[name] = first.toString();
+  }
+  return out;
 }
 
 const REBALANCE_ERRORS = new Set(["REBALANCE_IN_PROGRESS", "ILLEGAL_GENERATION", "UNKNOWN_MEMBER_ID"]);
@@ -395,6 +410,7 @@ class KafkaConsumer implements LogConsumer {
           key: m.key ? m.key.toString() : null,
           value: m.value,
           timestamp: Number(m.timestamp),
+          headers: stringHeaders(m.headers),
         }));
         if (messages.length === 0) return;
         const work = hooks.onBatch(

@@ -7,6 +7,8 @@
 export interface LogRecord {
   key: string;
   value: string;
+  /** Kafka record headers, e.g. the request's `idempotency-key` and the message's `idempotency-index`. */
+  headers?: Record<string, string>;
 }
 
 export interface LogMessage {
@@ -16,6 +18,7 @@ export interface LogMessage {
   value: Buffer | null;
   /** When the log accepted the message (ms since the epoch). */
   timestamp: number;
+  headers?: Record<string, string>;
 }
 
 export interface LogBatch {
