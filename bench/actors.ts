@@ -21,7 +21,7 @@ import { benchApply, randomWalkTick, seededRandom } from "./apply";
  * The actors path's figures on this machine, everything on loopback against the local stack
  * (`npm run stack:up`):
  *   (a) pure SymbolActor.apply throughput on one core and the state size per actor (bench/apply.ts);
- *   (b) sustained ticks/s Kafka -> actors -> Postgres (+ Redis snapshots, + offset commits), with
+ *   (b) sustained ticks/s Kafka -> actors -> Postgres (+ recorded states, Redis cache, offset commits), with
  *       5 and with 1,000 symbols: N ticks are produced to a fresh topic first, then an actors process
  *       starts and is timed from its partition assignment until every offset is committed; beside it
  *       a plain kafkajs consumer group reads the same topic, timed the same way; then one partition
@@ -328,7 +328,7 @@ interface Breakdown {
 }
 
 /** One partition loop's wall time split by phase, from ActorHost's observer (no Kafka, no commit). */
-async function batchBreakdown(stack: Stack, symbols: number): Promise<Breakdown> {
+async function batchBreakdown(stack: Stack, symbols: number, recordIntervalMs: number): Promise<Breakdown> {
   const ticks = Math.min(stack.o.ticks, 60_000);
   const db = new PostgresClient(await stack.database(), 2);
   const prefix = unique("bench_breakdown");
@@ -345,6 +345,7 @@ async function batchBreakdown(stack: Stack, symbols: number): Promise<Breakdown>
       partitionCount: 1,
       idleMs: 3_600_000,
       retryMaxBackoffMs: 1000,
+      recordIntervalMs,
       logger: { info() {}, warn() {}, error: console.error, debug() {} },
       observer: {
         applied: (_n, seconds) => (b.apply += seconds),
@@ -508,7 +509,7 @@ async function main(): Promise<void> {
 
     console.log(`(b) sustained Kafka -> actors -> Postgres, ${fmt(o.ticks)} pre-produced ticks per run`);
     console.log(
-      "  Timed from the partition assignment to the last commit (actors: rows + snapshots + offsets),",
+      "  Timed from the partition assignment to the last commit (actors: rows + recorded states + offsets),",
     );
     console.log("  and for a plain kafkajs consumer group on the same topic to its last message.");
     console.log(
@@ -527,13 +528,14 @@ async function main(): Promise<void> {
       "  Where a batch's time goes: one partition loop (ActorHost with the same Postgres and Redis",
     );
     console.log("  adapters, 2,000-message batches handed to it directly, no Kafka), its own phase timings:");
-    for (const symbols of [5, 1000]) {
-      const b = await batchBreakdown(stack, symbols);
-      const share = (x: number) => `${((x / b.seconds) * 100).toFixed(0)}%`;
-      console.log(
-        `  ${fmt(symbols).padStart(8)} symbols: ${fmt(b.ticks / b.seconds)} ticks/s; Postgres transaction ${share(b.persist)}, Redis snapshots ${share(b.snapshot)}, apply ${share(b.apply)}, decoding and the rest ${share(b.seconds - b.persist - b.snapshot - b.apply)}`,
-      );
-    }
+    for (const symbols of [5, 1000])
+      for (const interval of [0, 1000]) {
+        const b = await batchBreakdown(stack, symbols, interval);
+        const share = (x: number) => `${((x / b.seconds) * 100).toFixed(0)}%`;
+        console.log(
+          `  ${fmt(symbols).padStart(8)} symbols, ${interval === 0 ? "states recorded every chunk" : `STATE_RECORD_INTERVAL_MS=${interval}`}: ${fmt(b.ticks / b.seconds)} ticks/s; Postgres transactions ${share(b.persist)}, Redis cache ${share(b.snapshot)}, apply ${share(b.apply)}, decoding and the rest ${share(b.seconds - b.persist - b.snapshot - b.apply)}`,
+        );
+      }
     console.log("");
 
     console.log(
