@@ -27,7 +27,9 @@ import { benchApply, randomWalkTick, seededRandom } from "./apply";
  *       a plain kafkajs consumer group reads the same topic, timed the same way; then one partition
  *       loop alone (ActorHost fed batches directly) shows where a batch's time goes;
  *   (c) latency from Kafka's acknowledgement of a tick to its row being committed in Postgres, at a
- *       paced 1,000 ticks/s.
+ *       paced 1,000 ticks/s;
+ *   (d) a restart with half the ticks left, the snapshot cache kept or emptied (Redis lost its
+ *       data): the catch-up time with actors restored from Redis or from their records in Postgres.
  * The actors run as a real process (bin/start.ts, SERVICES=actors), as in production, so that their
  * work does not share an event loop with the producer and the clocks of (c). Fresh topics, databases
  * and Redis keys, all removed afterwards.
@@ -380,6 +382,64 @@ async function batchBreakdown(stack: Stack, symbols: number, recordIntervalMs: n
   }
 }
 
+/**
+ * A restart after Redis lost its data: 1,000 symbols, half the ticks processed and recorded by one
+ * actors process, which is stopped; the other half produced; then the cache either kept or
+ * emptied (as a Redis without persistence restarts); a new process is timed from its assignment
+ * to the last commit. Its actors come from the cache, or from their records in Postgres.
+ */
+async function restartAfter(stack: Stack, cache: "kept" | "emptied"): Promise<number> {
+  const o = stack.o;
+  const half = Math.floor(o.ticks / 2);
+  const topic = await stack.topic("bench_actors_restart");
+  const groupId = unique("bench_actors_restart_group");
+  stack.snapshotsOf(groupId, topic);
+  const databaseUrl = await stack.database();
+  const next = tickSource(1000, 424242);
+  const produce = async (count: number) => {
+    const producer = await connectProducer(stack);
+    try {
+      for (let sent = 0; sent < count; sent += 1000) {
+        const messages = Array.from({ length: Math.min(1000, count - sent) }, () => {
+          const t = next();
+          return { key: t.stock_symbol, value: JSON.stringify(t) };
+        });
+        await producer.send({ topic, acks: -1, messages });
+      }
+    } finally {
+      await producer.disconnect();
+    }
+  };
+  await produce(half);
+  const first = new ActorsProcess(actorsEnv(o, topic, groupId, databaseUrl));
+  try {
+    await first.waitForAssignment();
+    while ((await stack.uncommitted(topic, groupId)) > 0) await sleep(20);
+  } finally {
+    await first.stop();
+  }
+  await produce(o.ticks - half);
+  if (cache === "emptied") {
+    const redis = new Redis(o.redisUrl);
+    const keys = Array.from({ length: o.partitions }, (_, p) => `{${groupId}:${topic}:${p}}:actors`);
+    await redis.del(...keys).finally(() => redis.quit());
+  }
+  const second = new ActorsProcess(actorsEnv(o, topic, groupId, databaseUrl));
+  try {
+    const start = await second.waitForAssignment();
+    while ((await stack.uncommitted(topic, groupId)) > 0) await sleep(20);
+    const seconds = (performance.now() - start) / 1000;
+    const db = new pg.Client({ connectionString: databaseUrl });
+    await db.connect();
+    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM ticks");
+    await db.end();
+    if (Number(rows[0].n) !== o.ticks) throw new Error(`expected ${o.ticks} rows, found ${rows[0].n}`);
+    return seconds;
+  } finally {
+    await second.stop();
+  }
+}
+
 interface LatencyResult {
   sent: number;
   seconds: number;
@@ -554,6 +614,23 @@ async function main(): Promise<void> {
     console.log(
       `  p50 ${l.p50.toFixed(1)} ms   p90 ${l.p90.toFixed(1)} ms   p99 ${l.p99.toFixed(1)} ms   max ${l.max.toFixed(1)} ms   (target p99 <= 250 ms)`,
     );
+    console.log("");
+    console.log(
+      `(d) restart after Redis lost its data: ${fmt(o.ticks / 2)} of ${fmt(o.ticks)} ticks over 1,000 symbols left to process,`,
+    );
+    console.log("  the cache kept or emptied before the new process starts; 3 rounds, interleaved");
+    const restarts: Record<"kept" | "emptied", number[]> = { kept: [], emptied: [] };
+    for (let round = 0; round < 3; round++)
+      for (const cache of ["kept", "emptied"] as const)
+        restarts[cache].push(await restartAfter(stack, cache));
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+    for (const cache of ["kept", "emptied"] as const) {
+      const xs = restarts[cache];
+      console.log(
+        `  cache ${cache.padEnd(7)}: caught up in median ${med(xs).toFixed(2)} s (min ${Math.min(...xs).toFixed(2)}, max ${Math.max(...xs).toFixed(2)})`,
+      );
+    }
+    console.log(`  emptied / kept: ${(med(restarts.emptied) / med(restarts.kept)).toFixed(2)}`);
   } finally {
     await stack.close();
   }

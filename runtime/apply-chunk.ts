@@ -83,6 +83,23 @@ export function applyChunk(
   const changed = new Map<string, IdempotencyMark>();
   const undo = new Map<string, IdempotencyMark | undefined>();
   let duplicates = 0;
+  /**
+   * Whether `m`, sent with idempotency key `key`, repeats a message this partition applied;
+   * otherwise the key's mark moves up to it.
+   */
+  const repeated = (m: LogMessage, key: string | undefined): boolean => {
+    if (key === undefined) return false;
+    const index = Number(m.headers?.[IDEMPOTENCY_INDEX_HEADER] ?? 0);
+    const mark = marks.get(key);
+    if (mark && index <= mark.hi && m.offset > mark.hiOffset) return true;
+    if (!mark || index > mark.hi) {
+      if (!undo.has(key)) undo.set(key, mark);
+      const next = { hi: index, hiOffset: m.offset, at: m.timestamp };
+      marks.set(key, next);
+      changed.set(key, next);
+    }
+    return false;
+  };
   const touched = new Map<string, SymbolActor>();
   const latest = new Map<string, TickResult>();
   const deadLetter = (m: LogMessage, reason: string) =>
@@ -101,28 +118,23 @@ export function applyChunk(
       continue;
     }
     if (item.economic) {
+      // No actor, so no offset of its own: a copy read before is one at or below the mark's offset,
+      // and the table ignores it then (keyed by partition and offset).
+      if (repeated(m, m.headers?.[IDEMPOTENCY_KEY_HEADER])) {
+        duplicates += 1;
+        continue;
+      }
       const e = item.economic;
       out.economic.push({ name: e.indicator_name, value: e.value, timestamp: e.timestamp, offset: m.offset });
       continue;
     }
     const actor = actorOf(item.symbol);
     // Already applied (a replay after a crash or a rebalance): the actor skips it, below.
-    const key = m.offset > actor.lastOffset ? m.headers?.[IDEMPOTENCY_KEY_HEADER] : undefined;
-    if (key !== undefined) {
-      const index = Number(m.headers?.[IDEMPOTENCY_INDEX_HEADER] ?? 0);
-      const mark = marks.get(key);
-      if (mark && index <= mark.hi && m.offset > mark.hiOffset) {
-        actor.skipDuplicate(m.offset);
-        touched.set(item.symbol, actor);
-        duplicates += 1;
-        continue;
-      }
-      if (!mark || index > mark.hi) {
-        if (!undo.has(key)) undo.set(key, mark);
-        const next = { hi: index, hiOffset: m.offset, at: m.timestamp };
-        marks.set(key, next);
-        changed.set(key, next);
-      }
+    if (repeated(m, m.offset > actor.lastOffset ? m.headers?.[IDEMPOTENCY_KEY_HEADER] : undefined)) {
+      actor.skipDuplicate(m.offset);
+      touched.set(item.symbol, actor);
+      duplicates += 1;
+      continue;
     }
     let output;
     try {

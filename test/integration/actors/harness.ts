@@ -481,6 +481,12 @@ export async function readSnapshots(
   }
 }
 
+/** Each symbol's state as recorded in Postgres (table actor_state): the authority on where its actor stands. */
+export async function readRecords(db: PostgresClient): Promise<Map<string, ActorSnapshot>> {
+  const { rows } = await db.query<{ symbol: string; state: string }>("SELECT symbol, state FROM actor_state");
+  return new Map(rows.map(r => [r.symbol, JSON.parse(r.state) as ActorSnapshot]));
+}
+
 export async function deleteSnapshots(
   s: Pick<TestScenario, "groupId" | "topic" | "partitions">,
 ): Promise<void> {

@@ -84,6 +84,47 @@ describe("applyChunk with Idempotency-Key headers", () => {
     expect(duplicates).toBe(2);
   });
 
+  it("stores a market-wide indicator of a request that reached the log twice once", () => {
+    const gdp = {
+      data_type: "economic_indicator",
+      indicator_name: "GDP Growth Rate",
+      value: 2.5,
+      timestamp: 1_700_000_100,
+    };
+    const log: LogMessage[] = [0, 1].map(offset => ({
+      partition: 0,
+      offset,
+      key: "GDP Growth Rate",
+      value: Buffer.from(JSON.stringify(gdp)),
+      timestamp: 1_700_000_000_000 + offset,
+      headers: { [IDEMPOTENCY_KEY_HEADER]: "e1", [IDEMPOTENCY_INDEX_HEADER]: "0" },
+    }));
+    const marks = new Map<string, IdempotencyMark>();
+    const outcome = applyChunk(
+      0,
+      log,
+      log.map(m => parseLogMessage(m, PARTITIONS)),
+      () => {
+        throw new Error("no actor for a market-wide indicator");
+      },
+      marks,
+    );
+    expect(outcome.outputs.economic.map(e => e.offset)).toEqual([0]);
+    expect(outcome.duplicates).toBe(1);
+    // Read again from the start (a replay), the first copy is stored again under the same offset
+    // (the table ignores it) and the second is still skipped.
+    const again = applyChunk(
+      0,
+      log,
+      log.map(m => parseLogMessage(m, PARTITIONS)),
+      () => {
+        throw new Error("no actor");
+      },
+      marks,
+    );
+    expect(again.outputs.economic.map(e => e.offset)).toEqual([0]);
+  });
+
   it("leaves messages without the header alone, however alike", () => {
     const plain = ticks.slice(0, 3).map(tick => ({ tick }));
     const { closes, duplicates } = run(
