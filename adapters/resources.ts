@@ -30,6 +30,8 @@ export class Resources {
   private refs = 0;
   /** Services still starting, and what each one waits for. */
   private readonly starting = new Map<string, string>();
+  /** The actors' stalled partitions, as readiness checks (`partition.<n>`). */
+  private stalls: (() => Record<string, string>) | null = null;
   /** The same connection error is logged at most once a minute. */
   private readonly freshLine = repeatFilter(60000);
 
@@ -117,6 +119,11 @@ export class Resources {
     else this.starting.set(service, waitingFor);
   }
 
+  /** The actors service reports its stalled partitions through `report` (null when it stops). */
+  reportStalls(report: (() => Record<string, string>) | null): void {
+    this.stalls = report;
+  }
+
   /**
    * Asks each dependency that `services` use for a sign of life: "ok", or what went wrong; for
    * the snapshot cache, which nothing waits for, "degraded: " and what went wrong.
@@ -137,6 +144,10 @@ export class Resources {
       const waiting = this.starting.get(service);
       if (waiting !== undefined) results[`start.${service}`] = waiting;
     }
+    // A stalled partition is said, not counted against readiness: the node's other work (ingest,
+    // queries, its other partitions) goes on, and the dependency's own check says what is down.
+    if (uses("actors") && this.stalls)
+      for (const [name, why] of Object.entries(this.stalls())) results[name] = `${DEGRADED}${why}`;
     await Promise.all(
       Object.entries(probes).map(async ([name, probe]) => {
         try {

@@ -148,6 +148,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       await host?.flushDue(true);
       await consumer?.stop();
       this.logger.info("actors stopped: offsets committed, group left");
+      resources.reportStalls(null);
       host = null;
       consumer = null;
       log = null;
@@ -226,6 +227,16 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       },
     });
     host = activeHost;
+    resources.reportStalls(() =>
+      Object.fromEntries(
+        activeHost
+          .stalledPartitions()
+          .map(s => [
+            `partition.${s.partition}`,
+            `stalled since ${s.since} on ${s.dependency} (${s.attempts} failed attempt(s)): ${s.step} failed: ${s.error}`,
+          ]),
+      ),
+    );
 
     const announce = (partitions: number[], gen: number) =>
       void broker.broadcast("actors.assignment", {

@@ -308,6 +308,10 @@ describe("waiting for dependencies instead of exiting", () => {
       250,
     );
     const stalled = held.stalled.map(x => x.partition);
+    // /readyz names each stalled partition and why.
+    const readiness = await getJson<Readiness>(`${base}/readyz`);
+    for (const p of stalled)
+      expect(readiness.body.checks[`partition.${p}`]).toMatch(/^degraded: stalled since .* on postgres/);
     const text = await metrics(metricsPort);
     for (const p of stalled)
       expect(text).toMatch(
