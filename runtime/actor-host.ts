@@ -577,15 +577,25 @@ export class ActorHost {
       counts.set(`${source}/${reason}`, (counts.get(`${source}/${reason}`) ?? 0) + 1);
     const fromPostgres = new Map<string, RestoreReason>();
     const settingsChanged: ActorSnapshot[] = [];
-    const install = (snapshot: ActorSnapshot, unverified: boolean) => {
+    /** Continues an actor from `snapshot`; one taken under other settings is resettled below. */
+    const install = (snapshot: ActorSnapshot, unverified: boolean): void => {
       try {
         const actor = SymbolActor.restore(snapshot, this.options.settings);
         state.actors.set(snapshot.symbol, { actor, lastUsed: now, unverified });
-        return true;
       } catch (err) {
         if (!(err instanceof SettingsChangedError)) throw err;
         settingsChanged.push(snapshot);
+      }
+    };
+    /** A cached state may be damaged or of another version: false then, and the record decides. */
+    const installCached = (snapshot: ActorSnapshot, unverified: boolean): boolean => {
+      try {
+        install(snapshot, unverified);
         return true;
+      } catch (err) {
+        if (err instanceof IncompatibleSnapshotError || err instanceof TypeError || err instanceof RangeError)
+          return false;
+        throw err;
       }
     };
 
@@ -594,7 +604,7 @@ export class ActorHost {
       const position = recorded.get(symbol);
       const snapshot = json ? parseSnapshot(json) : null;
       if (!position) {
-        if (snapshot && snapshot.symbol === symbol && tryInstall(install, snapshot, true)) {
+        if (snapshot && snapshot.symbol === symbol && installCached(snapshot, true)) {
           count("cache", "hit");
           return;
         }
@@ -613,7 +623,7 @@ export class ActorHost {
         snapshot.lastOffset === position.lastOffset &&
         position.partition === partition &&
         sameSettings(snapshot.settings, this.options.settings);
-      if (matches && tryInstall(install, snapshot, false)) {
+      if (matches && installCached(snapshot, false)) {
         count("cache", "hit");
         return;
       }
@@ -843,21 +853,6 @@ function parseSnapshot(json: string): ActorSnapshot | null {
     return typeof value === "object" && value !== null ? (value as ActorSnapshot) : null;
   } catch {
     return null;
-  }
-}
-
-/** Installs a cached state; false when it cannot be continued (damaged, another version). */
-function tryInstall(
-  install: (s: ActorSnapshot, unverified: boolean) => boolean,
-  s: ActorSnapshot,
-  unverified: boolean,
-): boolean {
-  try {
-    return install(s, unverified);
-  } catch (err) {
-    if (err instanceof IncompatibleSnapshotError || err instanceof TypeError || err instanceof RangeError)
-      return false;
-    throw err;
   }
 }
 

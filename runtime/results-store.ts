@@ -108,45 +108,37 @@ export class ResultsStore {
     return rowCount;
   }
 
-  /** Where each symbol's actor stands in the record (no state): null-free, only symbols that have one. */
-  async actorPositions(
-    symbols: string[],
-  ): Promise<{ symbol: string; partition: number; seq: number; lastOffset: number }[]> {
-    if (symbols.length === 0) return [];
-    const { rows } = await this.db.query<{
-      symbol: string;
-      partition: number;
-      seq: string | number;
-      last_offset: string | number;
-    }>("SELECT symbol, partition, seq, last_offset FROM actor_state WHERE symbol = ANY($1::text[])", [
-      symbols,
-    ]);
-    return rows.map(r => ({
-      symbol: r.symbol,
-      partition: r.partition,
-      seq: Number(r.seq),
-      lastOffset: Number(r.last_offset),
-    }));
+  /** Where each symbol's actor stands in the record (no state), for the symbols that have one. */
+  async actorPositions(symbols: string[]): Promise<Omit<ActorRecord, "state">[]> {
+    return this.readActorState(symbols, false);
   }
 
   /** The recorded states of `symbols`, for those that have one. */
   async actorRecords(symbols: string[]): Promise<ActorRecord[]> {
+    return this.readActorState(symbols, true);
+  }
+
+  private async readActorState(symbols: string[], withState: false): Promise<Omit<ActorRecord, "state">[]>;
+  private async readActorState(symbols: string[], withState: true): Promise<ActorRecord[]>;
+  private async readActorState(symbols: string[], withState: boolean): Promise<Omit<ActorRecord, "state">[]> {
     if (symbols.length === 0) return [];
     const { rows } = await this.db.query<{
       symbol: string;
       partition: number;
       seq: string | number;
       last_offset: string | number;
-      state: string;
-    }>("SELECT symbol, partition, seq, last_offset, state FROM actor_state WHERE symbol = ANY($1::text[])", [
-      symbols,
-    ]);
+      state?: string;
+    }>(
+      `SELECT symbol, partition, seq, last_offset${withState ? ", state" : ""}
+       FROM actor_state WHERE symbol = ANY($1::text[])`,
+      [symbols],
+    );
     return rows.map(r => ({
       symbol: r.symbol,
       partition: r.partition,
       seq: Number(r.seq),
       lastOffset: Number(r.last_offset),
-      state: r.state,
+      ...(withState ? { state: r.state! } : {}),
     }));
   }
 
