@@ -196,6 +196,36 @@ function formatPath(path: PropertyKey[]): string {
   return path.map(String).join(".") || "(root)";
 }
 
+const isPrice = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
+
+/**
+ * The common case without zod's machinery: a price tick that `priceTickSchema` accepts, as the
+ * same object it would return (the known fields, in its order); null when anything is off, and
+ * zod then says what. Every actor reads every message through this, so it is on the hot path.
+ * (test/unit/domain/messages.test.ts checks it against the schema on generated input.)
+ */
+export function validPriceTick(r: Record<string, unknown>): PriceTick | null {
+  const { stock_symbol, opening_price, closing_price, high, low, volume, timestamp } = r;
+  if (
+    r.data_type !== undefined ||
+    typeof stock_symbol !== "string" ||
+    !TICKER_PATTERN.test(stock_symbol) ||
+    !isPrice(opening_price) ||
+    !isPrice(closing_price) ||
+    !isPrice(high) ||
+    !isPrice(low) ||
+    typeof volume !== "number" ||
+    !Number.isSafeInteger(volume) ||
+    volume < 0 ||
+    typeof timestamp !== "number" ||
+    !(timestamp >= MIN_EPOCH_SECONDS && timestamp < MAX_EPOCH_SECONDS) ||
+    low > Math.min(opening_price, closing_price) ||
+    high < Math.max(opening_price, closing_price)
+  )
+    return null;
+  return { stock_symbol, opening_price, closing_price, high, low, volume, timestamp };
+}
+
 /** Validates one decoded JSON value as a stock message. Never throws. */
 export function parseMessage(input: unknown): ParseResult {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
@@ -223,6 +253,8 @@ export function parseMessage(input: unknown): ParseResult {
       ? { ok: true, message: side.data }
       : { ok: false, issues: side.error.issues.map(i => ({ path: formatPath(i.path), message: i.message })) };
   }
+  const fast = validPriceTick(record);
+  if (fast) return { ok: true, message: fast };
   const tick = priceTickSchema.safeParse(input);
   return tick.success
     ? { ok: true, message: tick.data }

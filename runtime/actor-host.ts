@@ -104,6 +104,8 @@ interface ActorSlot {
 /** One owned partition: its fencing epoch, its live actors, and a lock so batches never overlap. */
 class PartitionState {
   epoch: number | null = null;
+  /** How far this partition's results are written (the last message's offset), as of its claim and its writes since. */
+  written = -1;
   /**
    * Another node claimed the partition after us. Claiming it back would fence the rightful owner
    * in turn, so this assignment is over: only the group's next assignment may claim it again.
@@ -315,9 +317,14 @@ export class ActorHost {
       try {
         if (state.epoch === null) {
           state.actors.clear();
-          state.epoch = await this.retry(state, batch, `claim partition ${batch.partition}`, "postgres", () =>
-            this.options.results.claimPartition(batch.partition, this.options.owner ?? "unnamed"),
+          const claim = await this.retry(state, batch, `claim partition ${batch.partition}`, "postgres", () =>
+            this.options.results.claim(batch.partition, this.options.owner ?? "unnamed"),
           );
+          state.epoch = claim.epoch;
+          state.written = claim.writtenOffset;
+          // Partitions claimed together would record together, every interval, in one burst that
+          // holds up the results behind it: each starts at its own point of the interval instead.
+          state.recordedAt = Date.now() - Math.random() * (this.options.recordIntervalMs ?? 0);
           const ttl = this.ttlMs();
           const marks = await this.retry(
             state,
@@ -391,15 +398,24 @@ export class ActorHost {
     const next = chunk[chunk.length - 1].offset + 1;
     const changed = touched.map(a => a.snapshot());
     const interval = this.options.recordIntervalMs ?? 0;
-    // Recorded when the interval has passed, and whenever the partition has caught up with the
-    // log: the record is batched while a backlog is worked off, never left waiting when idle.
-    const caughtUp = next >= batch.highWatermark;
-    const due = interval === 0 || this.stopping || caughtUp || Date.now() - state.recordedAt >= interval;
+    // Recorded when the interval has passed: results are stored with every chunk, and the record
+    // (states, cache, offset commit) is batched over the chunks of an interval, whether the
+    // partition works off a backlog or keeps up with a trickle. The node's timer (flushDue)
+    // records a partition whose messages stopped.
+    const due = interval === 0 || this.stopping || Date.now() - state.recordedAt >= interval;
     const actors = due ? recordsOf(partition, [...pendingAfter(state.unrecorded, changed).values()]) : [];
     const recordMarks = due ? marksOf(new Map([...state.unrecordedMarks, ...marks])) : [];
     const { newSignals } = await this.retry(state, batch, `persist partition ${partition}`, "postgres", () =>
-      this.options.results.write(out, { partition, epoch: state.epoch!, actors, marks: recordMarks }),
+      this.options.results.write(out, {
+        partition,
+        epoch: state.epoch!,
+        actors,
+        marks: recordMarks,
+        writtenOffset: next - 1,
+        writtenBefore: state.written,
+      }),
     );
+    state.written = Math.max(state.written, next - 1);
     state.chunkUndo = null;
     observer?.persisted?.(Number(process.hrtime.bigint() - persistStarted) / 1e9);
     state.highWatermark = batch.highWatermark;
@@ -705,8 +721,10 @@ export class ActorHost {
    * An actor restored without a record in Postgres (a new symbol, or one last written before
    * records existed) is right only if it stands where the stored ticks end: its seq must be the
    * symbol's last stored seq (0 when none). Otherwise continuing would restart or rewind the
-   * symbol's sequence, and new results would collide with stored rows and be dropped. Every
-   * symbol written since has a record, so this refuses only a state that nothing can vouch for.
+   * symbol's sequence, and new results would collide with stored rows and be dropped. Unless the
+   * replay starts at the very message the next stored tick came from (the symbol was first written
+   * after the partition's last record): then it recomputes those ticks identically. So this
+   * refuses only a state that nothing can vouch for.
    */
   private async verifyUnrecorded(
     state: PartitionState,
@@ -732,7 +750,15 @@ export class ActorHost {
     for (const [symbol, offset] of pending) {
       const actor = state.actors.get(symbol)!.actor;
       const storedSeq = last.get(symbol) ?? 0;
-      if (actor.seq !== storedSeq) {
+      // Stored ticks beyond the state are fine when the next of them came from this very message:
+      // the symbol's ticks were written after the partition's last record (a new symbol, then a
+      // crash before the record), and the replay recomputes them from where they began.
+      const replaysFromHere =
+        actor.seq < storedSeq &&
+        (await this.retry(state, batch, `check where ${symbol}'s stored ticks begin`, "postgres", () =>
+          this.options.results.tickOrigin(symbol, actor.seq + 1),
+        ).then(o => o !== null && o.partition === state.partition && o.offset === offset));
+      if (actor.seq !== storedSeq && !replaysFromHere) {
         throw new SnapshotLostError(
           `symbol ${symbol}: Postgres holds its ticks up to seq ${storedSeq} but no record of its actor, and the only ` +
             `state found stands at seq ${actor.seq}; continuing at offset ${offset} would drop or misnumber results. ` +

@@ -3,6 +3,7 @@ import type { ReportInput } from "../domain/backtest";
 import type {
   AggregateRow,
   BatchOutputs,
+  TickRow,
   DeadLetterRow,
   EconomicRow,
   MarketDataRow,
@@ -31,6 +32,14 @@ export interface RecordFence {
   actors: ActorRecord[];
   /** Idempotency marks set since the partition's last record (table `idempotency_marks`). */
   marks?: { key: string; hi: number; hiOffset: number; at: number }[];
+  /** The offset of the batch's last message: every message up to it has its results in this write. */
+  writtenOffset?: number;
+  /**
+   * The partition's written offset as this owner knows it (from its claim, then its own writes).
+   * While its epoch holds, nobody else wrote, so it is exact; with it, the fence and the new
+   * written offset take one statement.
+   */
+  writtenBefore?: number;
 }
 
 /**
@@ -47,28 +56,90 @@ export class ResultsStore {
   constructor(private readonly db: SqlClient) {}
 
   /**
-   * Writes one batch of actor outputs in one transaction, one multi-row statement per table.
-   * Returns the signals this write inserted: a replayed batch's signals are stored already, and
-   * must not be notified twice.
+   * Writes one batch of actor outputs in one transaction, one statement per table. Returns the
+   * signals this write inserted: a replayed batch's signals are stored already, and must not be
+   * notified twice.
+   *
+   * With a fence, the transaction also moves the partition's written offset to
+   * `record.writtenOffset`. Ticks above the offset found there are new, and are appended with
+   * COPY; a batch reaching back to it or below (a replay) takes the conflict-checking insert. If
+   * the append meets a stored row anyway (results older than written offsets), the batch is
+   * written again with the check.
    */
   async write(out: BatchOutputs, record?: RecordFence): Promise<{ newSignals: Signal[] }> {
-    return this.db.transaction(async tx => {
-      if (record) await checkEpoch(tx, record);
-      if (out.ticks.length > 0) await insertTicks(tx, out);
-      const inserted = await SIGNALS.insert(tx, out.signals, out.partition);
-      if (out.aggregates.length > 0) await upsertAggregates(tx, out.aggregates);
-      await ORDER_BOOK.insert(tx, out.orderBook, out.partition);
-      await SENTIMENT.insert(tx, out.sentiment, out.partition);
-      await MARKET_DATA.insert(tx, out.marketData, out.partition);
-      await ECONOMIC.insert(tx, out.economic, out.partition);
-      await DEAD_LETTERS.insert(tx, out.deadLetters, out.partition);
-      if (record && record.actors.length > 0) await upsertActorRecords(tx, record.actors);
-      if (record?.marks && record.marks.length > 0) await upsertMarks(tx, record.partition, record.marks);
-      if (inserted.length === out.signals.length) return { newSignals: out.signals };
-      const isNew = new Set(inserted.map(r => `${String(r.symbol)}\u0000${String(r.seq)}`));
-      return { newSignals: out.signals.filter(s => isNew.has(`${s.symbol}\u0000${s.seq}`)) };
+    // A large batch fills a transaction by itself; it goes at once, beside the others.
+    if (!combinable(out, record) || out.ticks.length >= COMBINE_MAX_TICKS / 2)
+      return this.writeAlone(out, record);
+    return new Promise((resolve, reject) => {
+      this.queued.push({ out, record, resolve, reject });
+      this.startCombined();
     });
   }
+
+  private async writeAlone(out: BatchOutputs, record?: RecordFence): Promise<{ newSignals: Signal[] }> {
+    try {
+      return await this.db.transaction(tx => writeBatch(tx, out, record, "append"));
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
+      this.checkedRewrites += 1;
+      return this.db.transaction(tx => writeBatch(tx, out, record, "check"));
+    }
+  }
+
+  /**
+   * Group commit: the new results of every partition that asked while the previous combined
+   * transaction ran (or in the same turn of the event loop) go out in one transaction, one
+   * statement per table for all of them. Per-batch round trips and commits are what a small
+   * batch costs most; this spends them once per turn instead of once per partition.
+   */
+  private startCombined(): void {
+    if (this.combineScheduled || this.combinedInFlight >= MAX_COMBINED_IN_FLIGHT || this.queued.length === 0)
+      return;
+    this.combineScheduled = true;
+    setImmediate(() => {
+      this.combineScheduled = false;
+      if (this.combinedInFlight >= MAX_COMBINED_IN_FLIGHT) return;
+      let ticks = 0;
+      let take = 0;
+      while (
+        take < this.queued.length &&
+        (take === 0 || ticks + this.queued[take].out.ticks.length <= COMBINE_MAX_TICKS)
+      )
+        ticks += this.queued[take++].out.ticks.length;
+      const batch = this.queued.splice(0, take);
+      if (batch.length === 0) return;
+      this.combinedInFlight += 1;
+      void this.writeCombined(batch).finally(() => {
+        this.combinedInFlight -= 1;
+        this.startCombined();
+      });
+      this.startCombined();
+    });
+  }
+
+  private async writeCombined(batch: QueuedWrite[]): Promise<void> {
+    if (batch.length > 1) {
+      try {
+        const results = await this.db.transaction(tx => writeMany(tx, batch));
+        this.combinedWrites += 1;
+        batch.forEach((w, i) => w.resolve(results[i]));
+        return;
+      } catch {
+        // A fence, a stored row, an outage: each batch again on its own, as if never combined,
+        // so that each meets its own error (and its partition's loop its own retry).
+      }
+    }
+    await Promise.all(batch.map(w => this.writeAlone(w.out, w.record).then(w.resolve, w.reject)));
+  }
+
+  private readonly queued: QueuedWrite[] = [];
+  private combineScheduled = false;
+  private combinedInFlight = 0;
+  /** Transactions that wrote several partitions' batches at once. */
+  combinedWrites = 0;
+
+  /** Batches whose append met a stored row and were written again with the conflict check. */
+  checkedRewrites = 0;
 
   /**
    * Takes ownership of a partition for `owner`: bumps its epoch and returns it. A transaction of
@@ -76,14 +147,19 @@ export class ResultsStore {
    * later write of the previous owner is refused (`write` with its old epoch).
    */
   async claimPartition(partition: number, owner: string): Promise<number> {
-    const { rows } = await this.db.query<{ epoch: string | number }>(
+    return (await this.claim(partition, owner)).epoch;
+  }
+
+  /** `claimPartition`, also returning how far the partition's results are written (-1: unknown). */
+  async claim(partition: number, owner: string): Promise<{ epoch: number; writtenOffset: number }> {
+    const { rows } = await this.db.query<{ epoch: string | number; written_offset: string | number }>(
       `INSERT INTO partition_epochs (partition, epoch, owner) VALUES ($1, 1, $2)
        ON CONFLICT (partition) DO UPDATE
          SET epoch = partition_epochs.epoch + 1, owner = EXCLUDED.owner, claimed_at = now()
-       RETURNING epoch`,
+       RETURNING epoch, written_offset`,
       [partition, owner],
     );
-    return Number(rows[0].epoch);
+    return { epoch: Number(rows[0].epoch), writtenOffset: Number(rows[0].written_offset) };
   }
 
   /** A partition's idempotency marks accepted by the log within the last `ttlMs`. */
@@ -149,6 +225,17 @@ export class ResultsStore {
       [symbols],
     );
     return rows.map(r => ({ symbol: r.symbol, seq: Number(r.seq) }));
+  }
+
+  /** Where a stored tick came from (its partition and offset); null when it is not stored. */
+  async tickOrigin(symbol: string, seq: number): Promise<{ partition: number; offset: number } | null> {
+    const { rows } = await this.db.query<{ kafka_partition: number; kafka_offset: string | number }>(
+      "SELECT kafka_partition, kafka_offset FROM ticks WHERE symbol = $1 AND seq = $2",
+      [symbol, seq],
+    );
+    return rows.length === 0
+      ? null
+      : { partition: rows[0].kafka_partition, offset: Number(rows[0].kafka_offset) };
   }
 
   /** A symbol's stored ticks from seq 1 to `upToSeq`, in order: what its indicators are computed from. */
@@ -346,15 +433,155 @@ export class ResultsStore {
   }
 }
 
+const UNIQUE_VIOLATION = "23505";
+
+/** Combined transactions at once: several, so that Postgres works on more than one core. */
+const MAX_COMBINED_IN_FLIGHT = 4;
+/** The most ticks one combined transaction takes: about what one partition's full chunk holds. */
+const COMBINE_MAX_TICKS = 2000;
+
+interface QueuedWrite {
+  out: BatchOutputs;
+  record?: RecordFence;
+  resolve: (r: { newSignals: Signal[] }) => void;
+  reject: (err: unknown) => void;
+}
+
 /**
- * Refuses the transaction unless `fence.epoch` is still the partition's epoch. The row lock (FOR
- * SHARE) makes a concurrent claim wait until this transaction ends, so no claim slips between the
- * check and the commit. A partition nobody claimed yet (the row was never written, or removed by
- * hand) is recorded with this epoch.
+ * A batch another partition's may share a transaction with: fenced, its owner knows the written
+ * offset, and its ticks are all above it (appended). Replays, records without results and
+ * unfenced writes go alone.
  */
-async function checkEpoch(tx: SqlExecutor, fence: RecordFence): Promise<void> {
-  const { rows } = await tx.query<{ epoch: string | number }>(
-    "SELECT epoch FROM partition_epochs WHERE partition = $1 FOR SHARE",
+function combinable(out: BatchOutputs, record: RecordFence | undefined): record is RecordFence {
+  return (
+    record !== undefined &&
+    record.writtenBefore !== undefined &&
+    record.writtenOffset !== undefined &&
+    (out.ticks.length === 0 || out.ticks[0].offset > record.writtenBefore)
+  );
+}
+
+/**
+ * Several partitions' batches in one transaction: every fence in one UPDATE (all must hold, or
+ * the transaction is refused and each batch is written alone), every tick in one COPY, and one
+ * statement per table for the rest.
+ */
+async function writeMany(tx: SqlExecutor, batch: QueuedWrite[]): Promise<{ newSignals: Signal[] }[]> {
+  const fences = batch.map(w => w.record!);
+  const { rows: held } = await tx.query<{ partition: number }>(
+    `UPDATE partition_epochs AS e SET written_offset = GREATEST(e.written_offset, f.w)
+     FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS f(p, ep, w)
+     WHERE e.partition = f.p AND e.epoch = f.ep
+     RETURNING e.partition`,
+    [column(fences, f => f.partition), column(fences, f => f.epoch), column(fences, f => f.writtenOffset)],
+  );
+  if (held.length !== new Set(fences.map(f => f.partition)).size)
+    throw new Error("a partition's epoch moved: its batch is written alone");
+  const outs = batch.map(w => w.out);
+  const all = <T>(pick: (o: BatchOutputs) => T[]): T[] => outs.flatMap(pick);
+  const ticks = outs.filter(o => o.ticks.length > 0);
+  if (ticks.length > 0) {
+    await tx.copyFrom("ticks", TICK_COLUMNS, tickCopyData(ticks));
+    await upsertBuckets(tx, minuteBuckets(all(o => o.ticks)));
+  }
+  const signals = all(o => o.signals);
+  const inserted = await SIGNALS.insert(tx, signals, 0);
+  const aggregates = all(o => o.aggregates);
+  if (aggregates.length > 0) await upsertAggregates(tx, aggregates);
+  await ORDER_BOOK.insert(
+    tx,
+    all(o => o.orderBook),
+    0,
+  );
+  await SENTIMENT.insert(
+    tx,
+    all(o => o.sentiment),
+    0,
+  );
+  await MARKET_DATA.insert(
+    tx,
+    all(o => o.marketData),
+    0,
+  );
+  for (const o of outs) {
+    await ECONOMIC.insert(tx, o.economic, o.partition);
+    await DEAD_LETTERS.insert(tx, o.deadLetters, o.partition);
+  }
+  const actors = fences.flatMap(f => f.actors);
+  if (actors.length > 0) await upsertActorRecords(tx, actors);
+  for (const f of fences) if (f.marks && f.marks.length > 0) await upsertMarks(tx, f.partition, f.marks);
+  const isNew =
+    inserted.length === signals.length
+      ? null
+      : new Set(inserted.map(r => `${String(r.symbol)}\u0000${String(r.seq)}`));
+  return outs.map(o => ({
+    newSignals: isNew ? o.signals.filter(s => isNew.has(`${s.symbol}\u0000${s.seq}`)) : o.signals,
+  }));
+}
+
+/**
+ * One batch's transaction. "append" COPYs the ticks when they are all above the partition's
+ * written offset and "check" inserts them with ON CONFLICT DO NOTHING; the other tables are
+ * small and always checked.
+ */
+async function writeBatch(
+  tx: SqlExecutor,
+  out: BatchOutputs,
+  record: RecordFence | undefined,
+  mode: "append" | "check",
+): Promise<{ newSignals: Signal[] }> {
+  const written = record ? await fence(tx, record) : null;
+  if (out.ticks.length > 0) {
+    // Ticks are in offset order; with no fence nothing says what is stored.
+    const fresh = mode === "append" && written !== null && out.ticks[0].offset > written;
+    await (fresh ? appendTicks(tx, out) : insertTicks(tx, out));
+  }
+  const inserted = await SIGNALS.insert(tx, out.signals, out.partition);
+  if (out.aggregates.length > 0) await upsertAggregates(tx, out.aggregates);
+  await ORDER_BOOK.insert(tx, out.orderBook, out.partition);
+  await SENTIMENT.insert(tx, out.sentiment, out.partition);
+  await MARKET_DATA.insert(tx, out.marketData, out.partition);
+  await ECONOMIC.insert(tx, out.economic, out.partition);
+  await DEAD_LETTERS.insert(tx, out.deadLetters, out.partition);
+  if (record && record.actors.length > 0) await upsertActorRecords(tx, record.actors);
+  if (record?.marks && record.marks.length > 0) await upsertMarks(tx, record.partition, record.marks);
+  if (inserted.length === out.signals.length) return { newSignals: out.signals };
+  const isNew = new Set(inserted.map(r => `${String(r.symbol)}\u0000${String(r.seq)}`));
+  return { newSignals: out.signals.filter(s => isNew.has(`${s.symbol}\u0000${s.seq}`)) };
+}
+
+/**
+ * Refuses the transaction unless the fence's epoch is still the partition's, moves the partition's
+ * written offset up to `fence.writtenOffset`, and returns the written offset before. With
+ * `writtenBefore` known, this is one UPDATE, whose row lock holds off claims until the commit.
+ */
+async function fence(tx: SqlExecutor, f: RecordFence): Promise<number> {
+  if (f.writtenBefore !== undefined && f.writtenOffset !== undefined) {
+    const { rowCount } = await tx.query(
+      "UPDATE partition_epochs SET written_offset = GREATEST(written_offset, $3) WHERE partition = $1 AND epoch = $2",
+      [f.partition, f.epoch, f.writtenOffset],
+    );
+    if (rowCount === 1) return f.writtenBefore;
+  }
+  const written = await checkEpoch(tx, f);
+  if (f.writtenOffset !== undefined && f.writtenOffset > written) {
+    await tx.query("UPDATE partition_epochs SET written_offset = $2 WHERE partition = $1", [
+      f.partition,
+      f.writtenOffset,
+    ]);
+  }
+  return written;
+}
+
+/**
+ * Refuses the transaction unless `fence.epoch` is still the partition's epoch, and returns the
+ * partition's written offset. The row lock makes a concurrent claim wait until this transaction
+ * ends, so no claim slips between the check and the commit. A partition nobody claimed yet (the
+ * row was never written, or removed by hand) is recorded with this epoch.
+ */
+async function checkEpoch(tx: SqlExecutor, fence: RecordFence): Promise<number> {
+  const { rows } = await tx.query<{ epoch: string | number; written_offset: string | number }>(
+    "SELECT epoch, written_offset FROM partition_epochs WHERE partition = $1 FOR UPDATE",
     [fence.partition],
   );
   if (rows.length === 0) {
@@ -366,6 +593,7 @@ async function checkEpoch(tx: SqlExecutor, fence: RecordFence): Promise<void> {
   }
   const current = Number(rows[0].epoch);
   if (current !== fence.epoch) throw new FencedError(fence.partition, fence.epoch, current);
+  return Number(rows[0].written_offset);
 }
 
 async function upsertMarks(
@@ -549,6 +777,207 @@ const DEAD_LETTERS = new UnnestInsert<DeadLetterRow>(
   true,
 );
 
+/** How a minute's partial bucket joins the stored one: additive, open and close by seq. */
+const MERGE_BUCKETS = `ON CONFLICT (symbol, minute) DO UPDATE SET
+       open       = CASE WHEN excluded.open_seq < b.open_seq THEN excluded.open ELSE b.open END,
+       open_seq   = LEAST(b.open_seq, excluded.open_seq),
+       close      = CASE WHEN excluded.close_seq > b.close_seq THEN excluded.close ELSE b.close END,
+       close_seq  = GREATEST(b.close_seq, excluded.close_seq),
+       low        = LEAST(b.low, excluded.low),
+       high       = GREATEST(b.high, excluded.high),
+       volume     = b.volume + excluded.volume,
+       tick_count = b.tick_count + excluded.tick_count,
+       sum_open   = b.sum_open + excluded.sum_open,
+       sum_close  = b.sum_close + excluded.sum_close`;
+
+export const TICK_COLUMNS = [
+  "symbol",
+  "seq",
+  '"timestamp"',
+  "opening_price",
+  "closing_price",
+  "high",
+  "low",
+  "volume",
+  "moving_average",
+  "exponential_moving_average",
+  "relative_strength_index",
+  "kafka_partition",
+  "kafka_offset",
+  "log_timestamp",
+] as const;
+
+/**
+ * Ticks that are all new (above the partition's written offset): appended with COPY, and their
+ * minute buckets merged from the batch, summed here in seq order. Every value reaches the table
+ * as the checking insert would store it: numbers in JavaScript's shortest round-trip form, which
+ * Postgres parses to the same double, and times to the microsecond as `to_timestamp` rounds them.
+ */
+async function appendTicks(tx: SqlExecutor, out: BatchOutputs): Promise<void> {
+  await tx.copyFrom("ticks", TICK_COLUMNS, tickCopyData([out]));
+  await upsertBuckets(tx, minuteBuckets(out.ticks));
+}
+
+async function upsertBuckets(tx: SqlExecutor, rows: MinuteBucket[]): Promise<void> {
+  await tx.query(
+    `INSERT INTO minute_buckets AS b (symbol, minute, open, open_seq, close, close_seq, low, high, volume,
+                                      tick_count, sum_open, sum_close)
+     SELECT symbol, to_timestamp(minute), open, open_seq, close, close_seq, low, high, volume, tick_count,
+            sum_open, sum_close
+     FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::bigint[], $5::float8[], $6::bigint[], $7::float8[],
+                 $8::float8[], $9::bigint[], $10::bigint[], $11::float8[], $12::float8[])
+       AS i(symbol, minute, open, open_seq, close, close_seq, low, high, volume, tick_count, sum_open, sum_close)
+     ${MERGE_BUCKETS}`,
+    [
+      column(rows, r => r.symbol),
+      column(rows, r => r.minute),
+      column(rows, r => r.open),
+      column(rows, r => r.openSeq),
+      column(rows, r => r.close),
+      column(rows, r => r.closeSeq),
+      column(rows, r => r.low),
+      column(rows, r => r.high),
+      column(rows, r => r.volume),
+      column(rows, r => r.count),
+      column(rows, r => r.sumOpen),
+      column(rows, r => r.sumClose),
+    ],
+  );
+}
+
+/** COPY's binary file header: signature, flags, header extension length. */
+const COPY_BINARY_HEADER = Buffer.from([
+  0x50, 0x47, 0x43, 0x4f, 0x50, 0x59, 0x0a, 0xff, 0x0d, 0x0a, 0x00, 0, 0, 0, 0, 0, 0, 0, 0,
+]);
+const TWO_POW_32 = 4294967296;
+
+/**
+ * Tick rows of one partition in COPY's binary format, columns in the order of `TICK_COLUMNS`:
+ * doubles as their eight bytes (the very value, no text round trip), times as microseconds
+ * since 2000-01-01 (as `to_timestamp` rounds them), nulls as length -1.
+ */
+export function tickCopyData(parts: readonly { ticks: readonly TickRow[]; partition: number }[]): Buffer {
+  let symbolBytes = 0;
+  let rows = 0;
+  for (const part of parts) {
+    rows += part.ticks.length;
+    for (const t of part.ticks) symbolBytes += Buffer.byteLength(t.symbol);
+  }
+  // Per row: field count (2), 14 lengths (56), 3 bigints and 2 times (40), 7 doubles (56), one int (4).
+  const buf = Buffer.allocUnsafe(COPY_BINARY_HEADER.length + rows * 158 + symbolBytes + 2);
+  let at = COPY_BINARY_HEADER.copy(buf, 0);
+  const int64 = (v: number) => {
+    const hi = Math.floor(v / TWO_POW_32);
+    at = buf.writeInt32BE(8, at);
+    at = buf.writeInt32BE(hi, at);
+    at = buf.writeUInt32BE(v - hi * TWO_POW_32, at);
+  };
+  const float8 = (v: number | null) => {
+    if (v === null) {
+      at = buf.writeInt32BE(-1, at);
+      return;
+    }
+    at = buf.writeInt32BE(8, at);
+    at = buf.writeDoubleBE(v, at);
+  };
+  for (const { ticks, partition } of parts)
+    for (const t of ticks) {
+      at = buf.writeInt16BE(TICK_COLUMNS.length, at);
+      const symbolAt = at + 4;
+      const n = buf.write(t.symbol, symbolAt, "utf8");
+      buf.writeInt32BE(n, at);
+      at = symbolAt + n;
+      int64(t.seq);
+      int64(pgMicros(t.timestamp));
+      float8(t.open);
+      float8(t.close);
+      float8(t.high);
+      float8(t.low);
+      int64(t.volume);
+      float8(t.sma);
+      float8(t.ema);
+      float8(t.rsi);
+      at = buf.writeInt32BE(4, at);
+      at = buf.writeInt32BE(partition, at);
+      int64(t.offset);
+      int64((t.logTimestamp - POSTGRES_EPOCH_SECONDS * 1000) * 1000);
+    }
+  at = buf.writeInt16BE(-1, at);
+  return buf.subarray(0, at);
+}
+
+/** The ticks' per-minute buckets (symbol, minute), summed in the ticks' order. */
+function minuteBuckets(ticks: readonly TickRow[]): MinuteBucket[] {
+  const buckets = new Map<string, MinuteBucket>();
+  for (const t of ticks) {
+    const minute = Math.floor((pgMicros(t.timestamp) + POSTGRES_EPOCH_SECONDS * 1e6) / 60e6) * 60;
+    const key = `${t.symbol}\u0000${minute}`;
+    const b = buckets.get(key);
+    if (!b) {
+      buckets.set(key, {
+        symbol: t.symbol,
+        minute,
+        open: t.open,
+        openSeq: t.seq,
+        close: t.close,
+        closeSeq: t.seq,
+        low: t.low,
+        high: t.high,
+        volume: t.volume,
+        count: 1,
+        sumOpen: t.open,
+        sumClose: t.close,
+      });
+      continue;
+    }
+    if (t.seq < b.openSeq) {
+      b.open = t.open;
+      b.openSeq = t.seq;
+    }
+    if (t.seq > b.closeSeq) {
+      b.close = t.close;
+      b.closeSeq = t.seq;
+    }
+    if (t.low < b.low) b.low = t.low;
+    if (t.high > b.high) b.high = t.high;
+    b.volume += t.volume;
+    b.count += 1;
+    b.sumOpen += t.open;
+    b.sumClose += t.close;
+  }
+  return [...buckets.values()];
+}
+
+interface MinuteBucket {
+  symbol: string;
+  /** The minute's start, seconds since the epoch. */
+  minute: number;
+  open: number;
+  openSeq: number;
+  close: number;
+  closeSeq: number;
+  low: number;
+  high: number;
+  volume: number;
+  count: number;
+  sumOpen: number;
+  sumClose: number;
+}
+
+/** 2000-01-01, Postgres' own epoch, in Unix seconds. */
+const POSTGRES_EPOCH_SECONDS = 946684800;
+
+/**
+ * The timestamptz Postgres' `to_timestamp(seconds)` stores, in microseconds since its own epoch
+ * (2000-01-01): the seconds moved to that epoch, scaled, and rounded half to even (C's rint), in
+ * that order.
+ */
+export function pgMicros(seconds: number): number {
+  const x = (seconds - POSTGRES_EPOCH_SECONDS) * 1e6;
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
 async function insertTicks(tx: SqlExecutor, out: BatchOutputs): Promise<void> {
   const t = out.ticks;
   await tx.query(
@@ -576,17 +1005,7 @@ async function insertTicks(tx: SqlExecutor, out: BatchOutputs): Promise<void> {
             min(low), max(high), sum(volume), count(*), sum(opening_price), sum(closing_price)
      FROM inserted
      GROUP BY symbol, minute
-     ON CONFLICT (symbol, minute) DO UPDATE SET
-       open       = CASE WHEN excluded.open_seq < b.open_seq THEN excluded.open ELSE b.open END,
-       open_seq   = LEAST(b.open_seq, excluded.open_seq),
-       close      = CASE WHEN excluded.close_seq > b.close_seq THEN excluded.close ELSE b.close END,
-       close_seq  = GREATEST(b.close_seq, excluded.close_seq),
-       low        = LEAST(b.low, excluded.low),
-       high       = GREATEST(b.high, excluded.high),
-       volume     = b.volume + excluded.volume,
-       tick_count = b.tick_count + excluded.tick_count,
-       sum_open   = b.sum_open + excluded.sum_open,
-       sum_close  = b.sum_close + excluded.sum_close`,
+     ${MERGE_BUCKETS}`,
     [
       column(t, r => r.symbol),
       column(t, r => r.seq),

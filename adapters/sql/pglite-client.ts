@@ -27,6 +27,10 @@ export class PgliteClient implements SqlClient {
     await this.db.exec(script);
   }
 
+  async copyFrom(table: string, columns: readonly string[], data: Buffer): Promise<void> {
+    await this.transaction(tx => tx.copyFrom(table, columns, data));
+  }
+
   transaction<R>(fn: (tx: SqlExecutor) => Promise<R>): Promise<R> {
     return this.db.transaction(async t =>
       fn({
@@ -36,6 +40,12 @@ export class PgliteClient implements SqlClient {
         },
         exec: async (script: string) => {
           await t.exec(script);
+        },
+        // PGlite reads COPY input from a Blob it exposes to the server as /dev/blob.
+        copyFrom: async (table, columns, data) => {
+          await t.query(`COPY ${table} (${columns.join(", ")}) FROM '/dev/blob' (FORMAT binary)`, [], {
+            blob: new Blob([data]),
+          });
         },
       }),
     );

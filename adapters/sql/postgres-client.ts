@@ -1,4 +1,7 @@
+import { pipeline } from "node:stream/promises";
+import { Readable } from "node:stream";
 import pg from "pg";
+import { from as copyFromStdin } from "pg-copy-streams";
 import { StockError, UnavailableError } from "../../domain/errors";
 import type { QueryResult, SqlClient, SqlExecutor } from "./types";
 
@@ -82,6 +85,10 @@ export class PostgresClient implements SqlClient {
     await this.query(script);
   }
 
+  async copyFrom(table: string, columns: readonly string[], data: Buffer): Promise<void> {
+    await this.transaction(tx => tx.copyFrom(table, columns, data));
+  }
+
   async transaction<R>(fn: (tx: SqlExecutor) => Promise<R>): Promise<R> {
     let client: pg.PoolClient;
     try {
@@ -96,6 +103,12 @@ export class PostgresClient implements SqlClient {
       },
       exec: async (script: string) => {
         await client.query(script);
+      },
+      copyFrom: async (table, columns, data) => {
+        await pipeline(
+          Readable.from([data]),
+          client.query(copyFromStdin(`COPY ${table} (${columns.join(", ")}) FROM STDIN (FORMAT binary)`)),
+        );
       },
     };
     let broken = false;

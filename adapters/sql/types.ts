@@ -8,6 +8,12 @@ export interface SqlExecutor {
   query<T = Record<string, unknown>>(text: string, params?: unknown[]): Promise<QueryResult<T>>;
   /** Runs a script of several statements without parameters (migrations). */
   exec(script: string): Promise<void>;
+  /**
+   * Appends rows to `table` with COPY: `data` in COPY's binary format, with the columns in the
+   * order of `columns`. A row that breaks a constraint fails the whole COPY (and its transaction),
+   * with the server's SQLSTATE in the error's `code`.
+   */
+  copyFrom(table: string, columns: readonly string[], data: Buffer): Promise<void>;
 }
 
 export interface SqlClient extends SqlExecutor {

@@ -80,7 +80,11 @@ describe("a frozen actors process that wakes up after losing its partitions", ()
         throw new Error(`${(err as Error).message}\n--- zombie:\n${zombie.tail(60)}`);
       });
     await stream.done;
-    await waitUntilCommitted(scenario.topic, scenario.groupId, 120000);
+    await waitUntilCommitted(scenario.topic, scenario.groupId, 120000).catch(err => {
+      throw new Error(
+        `${(err as Error).message}\n--- zombie:\n${zombie.tail(80)}\n--- owner:\n${owner.tail(80)}`,
+      );
+    });
     for (const p of [zombie, owner]) expect(p.output.filter(l => /Crash|eachBatch/.test(l))).toEqual([]);
 
     const expected = replay(placed, settingsOf({}));
