@@ -916,15 +916,18 @@ async function main(): Promise<void> {
       console.log(
         `(e) memory and scale, ${fmt(o.scaleSymbols)} symbols (bench/scale.ts; npm run bench:scale runs it alone)`,
       );
-      printScale(
-        await benchScale({
-          postgresUrl: o.postgresUrl,
-          redisUrl: o.redisUrl,
-          symbols: o.scaleSymbols,
-          rounds: 3,
-        }),
-        line => console.log(line),
-      );
+      // A failure here still lets the figures above end with their JSON lines; the exit status says it.
+      await benchScale({
+        postgresUrl: o.postgresUrl,
+        redisUrl: o.redisUrl,
+        symbols: o.scaleSymbols,
+        rounds: 3,
+      })
+        .then(r => printScale(r, line => console.log(line)))
+        .catch((err: unknown) => {
+          console.error("  (e) failed:", err);
+          process.exitCode = 1;
+        });
       console.log("");
     }
     console.log("");
