@@ -81,7 +81,7 @@ function parseArgs(argv: string[]): Options {
     repeats: 5,
     rawTicks: 1_000_000,
     connections: 4,
-    scaleSymbols: quick ? 20_000 : 100_000,
+    scaleSymbols: quick ? 10_000 : 100_000,
     quick,
     profile,
     only,
@@ -913,9 +913,6 @@ async function main(): Promise<void> {
       console.log("");
     }
     if (o.only.includes("e")) {
-      console.log(
-        `(e) memory and scale, ${fmt(o.scaleSymbols)} symbols (bench/scale.ts; npm run bench:scale runs it alone)`,
-      );
       // A failure here still lets the figures above end with their JSON lines; the exit status says it.
       await benchScale({
         postgresUrl: o.postgresUrl,
