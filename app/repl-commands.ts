@@ -3,12 +3,24 @@ import type { PartitionLag } from "../adapters/log/types";
 import type { PartitionsReply } from "../services/contracts";
 import { ActorDirectory } from "../services/gateway/actor-directory";
 
-/** A moleculer-repl custom command (moleculer-repl 0.7 shape). */
+/**
+ * A moleculer-repl custom command (moleculer-repl 0.8, given to the broker as
+ * `replOptions.customCommands`). moleculer-repl hands `action` an object of the command's
+ * arguments by name (`actor <symbol>`: `args.symbol`); Moleculer's own typings say `string[]`,
+ * moleculer-repl's say `unknown`, so the arguments are read through `argument()`.
+ */
 export interface ReplCommand {
   command: string;
   description: string;
   alias?: string[];
-  action(broker: ServiceBroker, args: Record<string, unknown>): Promise<void>;
+  action: (broker: ServiceBroker, args: unknown) => Promise<void>;
+}
+
+/** A command's argument by name, as text; undefined when it was not given. */
+function argument(args: unknown, name: string): string | undefined {
+  if (typeof args !== "object" || args === null) return undefined;
+  const value: unknown = Reflect.get(args, name);
+  return value === undefined || value === null ? undefined : String(value);
 }
 
 type Print = (line: string) => void;
@@ -59,7 +71,8 @@ export function replCommands(print: Print = line => console.log(line)): ReplComm
       description: "Live symbol actors per node and partition (all actors nodes, or one)",
       async action(broker, args) {
         const dir = directory(broker);
-        const nodes = args.node ? [String(args.node)] : dir.actorNodes();
+        const node = argument(args, "node");
+        const nodes = node ? [node] : dir.actorNodes();
         if (nodes.length === 0) return print("no node runs the actors service");
         for (const nodeID of nodes) {
           try {
@@ -86,12 +99,13 @@ export function replCommands(print: Print = line => console.log(line)): ReplComm
       command: "actor <symbol>",
       description: "Live state of one symbol's actor, from the node that owns it",
       async action(broker, args) {
+        const symbol = String(argument(args, "symbol"));
         try {
           const r = await directory(broker).callOwner<{ nodeID: string; partition: number; state: unknown }>(
             "actors.state",
-            String(args.symbol),
+            symbol,
           );
-          print(`${String(args.symbol)} lives on node ${r.nodeID}, partition ${r.partition}`);
+          print(`${symbol} lives on node ${r.nodeID}, partition ${r.partition}`);
           print(JSON.stringify(r.state, null, 2));
         } catch (err) {
           print(failure(err));
@@ -132,15 +146,16 @@ export function replCommands(print: Print = line => console.log(line)): ReplComm
       command: "snapshot <symbol>",
       description: "Force a snapshot of a symbol's live actor to the snapshot store now",
       async action(broker, args) {
+        const symbol = String(argument(args, "symbol"));
         try {
           const r = await directory(broker).callOwner<{
             nodeID: string;
             partition: number;
             epoch: number;
             bytes: number;
-          }>("actors.snapshot", String(args.symbol));
+          }>("actors.snapshot", symbol);
           print(
-            `snapshot of ${String(args.symbol)} written by ${r.nodeID}: partition ${r.partition}, epoch ${r.epoch}, ${r.bytes} bytes`,
+            `snapshot of ${symbol} written by ${r.nodeID}: partition ${r.partition}, epoch ${r.epoch}, ${r.bytes} bytes`,
           );
         } catch (err) {
           print(failure(err));

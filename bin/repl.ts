@@ -22,7 +22,9 @@ async function main(): Promise<void> {
         logLevel: "warn",
       }
     : config;
-  const { broker } = createNode(nodeConfig, { replCommands: replCommands(), replDelimiter: "stock $" });
+  const { broker } = createNode(nodeConfig, {
+    replOptions: { customCommands: replCommands(), delimiter: "stock $" },
+  });
   await broker.start();
   if (joining) {
     // Give discovery a moment so the first command already sees the other nodes.

@@ -2,7 +2,7 @@ import fs from "node:fs";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
-import ApiGateway, { type IncomingRequest } from "moleculer-web";
+import ApiGateway, { type ApiRouteSchema, type ApiSettingsSchema, type IncomingRequest } from "moleculer-web";
 import { METRIC, registerMetrics } from "../lib/metrics";
 import { projectRoot } from "../lib/paths";
 import { isReady } from "../lib/waiting";
@@ -58,7 +58,7 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
  * plain function call when the node runs it (Moleculer's balancer prefers the local service
  * anyway), else to the `ingest.push` action, balanced over every node that runs it.
  */
-export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
+export default function createGatewayService(deps: ServiceDeps): ServiceSchema<ApiSettingsSchema> {
   const { config, resources } = deps;
   const { ingest } = config;
 
@@ -76,7 +76,7 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
     return ingestHandler;
   };
 
-  const ingestRoute = {
+  const ingestRoute: ApiRouteSchema = {
     name: "ingest",
     path: "/ingest",
     bodyParsers: false,
@@ -89,7 +89,7 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
             limit: ingest.rateLimitPerSecond,
             headers: true,
             // X-Forwarded-For is whatever the client wrote, unless a proxy we run sets it.
-            key: (req: IncomingRequest) =>
+            key: (req: IncomingMessage) =>
               (ingest.trustProxy
                 ? (req.headers["x-forwarded-for"] as string | undefined)?.split(",").pop()?.trim()
                 : undefined) ||
@@ -119,7 +119,7 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
     },
   };
 
-  const healthRoute = {
+  const healthRoute: ApiRouteSchema = {
     name: "health",
     path: "/",
     bodyParsers: false,

@@ -46,7 +46,7 @@ export class ActorDirectory {
       skipInternal: true,
       withActions: false,
     })) {
-      if (s.name === "actors") ids.add((s as unknown as { nodeID: string }).nodeID);
+      if (s.name === "actors" && s.nodeID) ids.add(s.nodeID);
     }
     return [...ids].sort();
   }

@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
 import type { ServiceBroker } from "moleculer";
-import type { IncomingRequest } from "moleculer-web";
+import type { ApiRouteSchema, IncomingRequest } from "moleculer-web";
 import type { PartitionLag } from "../../adapters/log/types";
 import { ingestJsonSchema } from "../../domain/messages";
 import type { ActorDirectory } from "./actor-directory";
@@ -9,19 +9,15 @@ import { parseParams, symbolParams } from "../../lib/query-params";
 type Respond = (res: ServerResponse, status: number, body: unknown) => void;
 type Fail = (res: ServerResponse, err: Error) => void;
 
-interface NodeInfo {
-  id: string;
-  available: boolean;
-  local: boolean;
-  hostname?: string;
-  services?: { name: string }[];
-}
-
 /**
  * The REST API under /api. Reads go to the `query` service (Postgres); a symbol's live state
  * goes to the actors node that owns its partition, and the answer names that node.
  */
-export function apiRoute(deps: { directory: () => ActorDirectory; respond: Respond; fail: Fail }) {
+export function apiRoute(deps: {
+  directory: () => ActorDirectory;
+  respond: Respond;
+  fail: Fail;
+}): ApiRouteSchema {
   const { directory, respond, fail } = deps;
   const guarded = (
     fn: (this: { broker: ServiceBroker }, req: IncomingRequest, res: ServerResponse) => Promise<void>,
@@ -60,15 +56,14 @@ export function apiRoute(deps: { directory: () => ActorDirectory; respond: Respo
           this.broker.call<PartitionLag[], object>("actors.lag", {}, { timeout: 2000 }).catch(() => null),
         ]);
         const actorsNodes = replies.sort((a, b) => a.nodeID.localeCompare(b.nodeID));
-        const nodes = (
-          this.broker.registry.nodes.list({ onlyAvailable: false, withServices: true }) as NodeInfo[]
-        )
+        const nodes = this.broker.registry.nodes
+          .list({ onlyAvailable: false, withServices: true })
           .map(n => ({
             nodeID: n.id,
             available: n.available,
             local: n.local,
             hostname: n.hostname ?? null,
-            services: (n.services ?? []).map(s => s.name).filter(name => !name.startsWith("$")),
+            services: n.services.map(s => String(s.name)).filter(name => !name.startsWith("$")),
           }))
           .sort((a, b) => a.nodeID.localeCompare(b.nodeID));
         respond(res, 200, {

@@ -16,7 +16,8 @@ describe("CounterBatch", () => {
   });
 
   const accepted = (type: string) =>
-    (broker.metrics.getMetric(METRIC.ingestAccepted).get({ type }) as { value: number } | null)?.value ?? 0;
+    (broker.metrics.getMetric(METRIC.ingestAccepted)?.get({ type }) as { value: number } | null | undefined)
+      ?.value ?? 0;
 
   it("hands the sums to the registry once per interval, and on flush", () => {
     const batch = new CounterBatch(broker, 1000);
