@@ -3,8 +3,17 @@
 # query, notifier). Build: docker build -t stock-actors:0.1.0 .
 # Checked statically by test/unit/deploy/dockerfile.test.ts.
 
+# The base image of every stage, named once so that the stages cannot drift apart: Node 24 LTS (the
+# major of package.json's engines) on Debian 12. The digest is what decides which image is pulled:
+# with a digest, Docker ignores the tag, which is only there to tell readers what the digest is.
+# This one is the multi-arch index published for node:24-bookworm-slim when that tag was Node
+# 24.18.0. To take a newer Node 24 release (security fixes), look up the tag's current digest with
+#   docker buildx imagetools inspect node:24-bookworm-slim
+# and put its "Digest:" here (a build can try one without editing: --build-arg NODE_IMAGE=...).
+ARG NODE_IMAGE=node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d
+
 # Build: full dependency tree (TypeScript), compile to dist/.
-FROM node:20-bookworm-slim AS build
+FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
@@ -12,12 +21,12 @@ COPY . .
 RUN npm run build
 
 # Production dependencies only, installed apart so the npm cache and dev tools stay out of the image.
-FROM node:20-bookworm-slim AS prod-deps
+FROM ${NODE_IMAGE} AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
 
-FROM node:20-bookworm-slim AS runtime
+FROM ${NODE_IMAGE} AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 # lib/paths.ts finds the project root as the folder holding package.json: migrations/ and public/

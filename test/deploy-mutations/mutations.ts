@@ -139,6 +139,43 @@ export const MUTATIONS: Mutation[] = [
     from: "/healthz'",
     to: "/health'",
   },
+  // The Dockerfile's base image: pinned by digest, one Node major with package.json, one for all stages.
+  {
+    id: "Dockerfile base image without its digest",
+    file: "Dockerfile",
+    from: "ARG NODE_IMAGE=node:24-bookworm-slim@sha256:6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d",
+    to: "ARG NODE_IMAGE=node:24-bookworm-slim",
+  },
+  {
+    id: "Dockerfile base image on the latest tag",
+    file: "Dockerfile",
+    from: "ARG NODE_IMAGE=node:24-bookworm-slim@",
+    to: "ARG NODE_IMAGE=node:latest@",
+  },
+  {
+    id: "Dockerfile base image back on Node 20",
+    file: "Dockerfile",
+    from: "ARG NODE_IMAGE=node:24-bookworm-slim@",
+    to: "ARG NODE_IMAGE=node:20-bookworm-slim@",
+  },
+  {
+    id: "Dockerfile digest cut short",
+    file: "Dockerfile",
+    from: "6f7b03f7c2c8e2e784dcf9295400527b9b1270fd37b7e9a7285cf83b6951452d",
+    to: "6f7b03f7c2c8",
+  },
+  {
+    id: "Dockerfile runtime stage on a tag of its own",
+    file: "Dockerfile",
+    from: "FROM ${NODE_IMAGE} AS runtime",
+    to: "FROM node:24-bookworm-slim AS runtime",
+  },
+  {
+    id: "Dockerfile build stage on another digest",
+    file: "Dockerfile",
+    from: "FROM ${NODE_IMAGE} AS build",
+    to: "FROM node:24-bookworm-slim@sha256:0000000000000000000000000000000000000000000000000000000000000000 AS build",
+  },
   // Security.
   {
     id: "INGEST_TOKEN optional again (fails open)",

@@ -1,7 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { dockerIgnoreMatcher, parseDockerfile } from "./dockerfile";
+import { baseImageProblems, dockerIgnoreMatcher, parseDockerfile, parseImageReference } from "./dockerfile";
 import { schemaErrors, unknownFields } from "./kube-schema";
 import { labelValuesQuery, promReferences } from "./promql";
 import { checkSql, readSchema, type Schema } from "./sql-schema";
@@ -151,6 +151,75 @@ describe("parseDockerfile and dockerIgnoreMatcher", () => {
       ["HEALTHCHECK", { interval: "5s" }, ["node", "-e", "1"]],
       ["CMD", {}, ["node", "a.js"]],
     ]);
+  });
+
+  it("expands the global build arguments in FROM, and refuses one that no ARG sets", () => {
+    const stages = parseDockerfile(
+      'ARG BASE="node:24-bookworm-slim"\nARG DIGEST=sha256:abc\nFROM ${BASE}@$DIGEST AS build\nFROM ${BASE}@${DIGEST}\n',
+    );
+    expect(stages.map(s => [s.from, s.image, s.name])).toEqual([
+      ["${BASE}@$DIGEST", "node:24-bookworm-slim@sha256:abc", "build"],
+      ["${BASE}@${DIGEST}", "node:24-bookworm-slim@sha256:abc", undefined],
+    ]);
+    expect(() => parseDockerfile("ARG IMAGE\nFROM ${IMAGE}\n")).toThrow(/IMAGE/);
+    expect(() => parseDockerfile("FROM ${IMAGE}\n")).toThrow(/IMAGE/);
+  });
+
+  it("splits image references into repository, tag and digest", () => {
+    expect(parseImageReference("node:24-bookworm-slim@sha256:ab")).toEqual({
+      repository: "node",
+      tag: "24-bookworm-slim",
+      digest: "sha256:ab",
+    });
+    expect(parseImageReference("node")).toEqual({ repository: "node", tag: undefined, digest: undefined });
+    expect(parseImageReference("registry:5000/node@sha256:ab")).toEqual({
+      repository: "registry:5000/node",
+      tag: undefined,
+      digest: "sha256:ab",
+    });
+  });
+
+  describe("baseImageProblems", () => {
+    const digest = `sha256:${"a".repeat(64)}`;
+    const pinned = `node:24-bookworm-slim@${digest}`;
+    const dockerfile = (arg: string, ...froms: string[]) =>
+      parseDockerfile(
+        `ARG NODE_IMAGE=${arg}\n` + froms.map((f, i) => `FROM ${f} AS s${i}\nRUN true\n`).join(""),
+      );
+    const problems = (arg: string, ...froms: string[]) =>
+      baseImageProblems(
+        dockerfile(arg, ...(froms.length ? froms : ["${NODE_IMAGE}", "${NODE_IMAGE}"])),
+        "24",
+      );
+
+    it("accepts stages that all use one node:<major>-bookworm-slim image pinned by digest, through one ARG", () => {
+      expect(problems(pinned)).toEqual([]);
+      expect(problems(`node:24.18.0-bookworm-slim@${digest}`)).toEqual([]);
+    });
+
+    it.each([
+      ["without a digest", "node:24-bookworm-slim", /not pinned by digest/],
+      [
+        "with a digest that is not sha256:<64 hex>",
+        "node:24-bookworm-slim@sha256:abc",
+        /not pinned by digest/,
+      ],
+      ["on the latest tag", `node:latest@${digest}`, /tag must be <major>-bookworm-slim, not latest/],
+      ["without a tag", `node@${digest}`, /tag must be <major>-bookworm-slim, not none/],
+      ["on a floating lts tag", `node:lts-bookworm-slim@${digest}`, /tag must be/],
+      ["on another Debian", `node:24-alpine@${digest}`, /tag must be/],
+      ["on another major than the engines'", `node:20-bookworm-slim@${digest}`, /Node 20, but .* Node 24/],
+      ["of another image", `nodejs:24-bookworm-slim@${digest}`, /not the official node image/],
+    ])("refuses a base image %s", (_what, image, message) => {
+      expect(problems(image).join("\n")).toMatch(message);
+    });
+
+    it("refuses stages that name the image apart from the ARG, or use different images", () => {
+      expect(problems(pinned, "${NODE_IMAGE}", pinned).join("\n")).toMatch(/same build ARG/);
+      expect(problems(pinned, pinned, pinned).join("\n")).toMatch(/same build ARG/);
+      const other = `node:24-bookworm-slim@sha256:${"b".repeat(64)}`;
+      expect(problems(pinned, "${NODE_IMAGE}", other).join("\n")).toMatch(/different images/);
+    });
   });
 
   it("matches .dockerignore globs, directories with their contents, and exceptions", () => {
