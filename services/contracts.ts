@@ -27,6 +27,21 @@ export interface IngestResult {
   accepted: number;
 }
 
+/**
+ * What the ingest service offers a gateway on its own node, besides the `ingest.push` action: the
+ * same validation and produce as a plain function call, without the Moleculer context, middleware
+ * chain and metrics timers of an action call. The gateway finds it with
+ * `broker.getLocalService("ingest")`; when ingest runs on other nodes only, it calls the action.
+ */
+export interface LocalIngest {
+  /**
+   * `ingest.push` in-process: the same answer and the same errors (Moleculer errors with the HTTP
+   * status in `code`). Null while the service does not take direct calls (not started yet, or
+   * stopping): the caller then calls the action, as before.
+   */
+  pushDirect(params: IngestParams): Promise<IngestResult> | null;
+}
+
 // ---- actors ------------------------------------------------------------------------------
 
 /** Event `actors.assignment` (broadcast on every assignment), so gateways can route a symbol's query to its owner. */

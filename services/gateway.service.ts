@@ -1,6 +1,5 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import fs from "node:fs";
-import type { Server, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import path from "node:path";
 import type { Context, Service, ServiceSchema } from "moleculer";
 import ApiGateway, { type IncomingRequest } from "moleculer-web";
@@ -8,17 +7,11 @@ import { METRIC, registerMetrics } from "../lib/metrics";
 import { projectRoot } from "../lib/paths";
 import { isReady } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
-import type {
-  AnalysedEvent,
-  AssignmentEvent,
-  IngestParams,
-  IngestResult,
-  ServiceDeps,
-  SignalNotification,
-} from "./contracts";
+import type { AnalysedEvent, AssignmentEvent, ServiceDeps, SignalNotification } from "./contracts";
 import { ActorDirectory } from "./gateway/actor-directory";
 import { apiRoute } from "./gateway/api-route";
-import { bodyFormat, decodeItems, HttpError, readBody } from "./gateway/http-body";
+import { HttpError } from "./gateway/http-body";
+import { ingestEndpoint, type IngestEndpoint, type RouteRateLimit } from "./gateway/ingest-endpoint";
 import { LiveHub } from "./gateway/live-hub";
 
 type GatewayError = Error & {
@@ -59,48 +52,29 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(payload);
 }
 
-function bearerMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer\s+(.+)$/i.exec(header ?? "");
-  if (!m) return false;
-  const given = Buffer.from(m[1].trim());
-  const expected = Buffer.from(token);
-  return given.length === expected.length && timingSafeEqual(given, expected);
-}
-
-/**
- * The `Idempotency-Key` request header (IETF httpapi draft): null when absent; a 400 naming the
- * header when it is not 1 to 255 visible ASCII characters.
- */
-function idempotencyKey(header: string | string[] | undefined): string | null {
-  if (header === undefined) return null;
-  const value = Array.isArray(header) ? header[0] : header;
-  if (!/^[\x21-\x7e]{1,255}$/.test(value)) {
-    throw new HttpError(
-      400,
-      "INVALID_IDEMPOTENCY_KEY",
-      "the Idempotency-Key header must be 1 to 255 visible ASCII characters",
-      {
-        issues: [
-          {
-            index: 0,
-            path: "(header) Idempotency-Key",
-            message: "must be 1 to 255 visible ASCII characters",
-          },
-        ],
-      },
-    );
-  }
-  return value;
-}
-
 /**
  * The HTTP edge (moleculer-web): `POST /ingest` for generators and feeds, health endpoints,
- * the REST API and the static dashboard. Ingest work goes to the `ingest` service through
- * Moleculer, so it is balanced over every node that runs it.
+ * the REST API and the static dashboard. Ingest work goes to this node's `ingest` service as a
+ * plain function call when the node runs it (Moleculer's balancer prefers the local service
+ * anyway), else to the `ingest.push` action, balanced over every node that runs it.
  */
 export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
   const { ingest } = config;
+
+  /** The ingest route's errors: moleculer-web's 429 gets its metric and a message that names the limit. */
+  const ingestError = (broker: Context["broker"], res: ServerResponse, err: GatewayError) => {
+    if (err.code === 429) {
+      broker.metrics.increment(METRIC.ingestRejected, { reason: "rate_limited" });
+      err.message = `more than ${ingest.rateLimitPerSecond} requests in one second from this client (INGEST_RATE_LIMIT); retry in a second`;
+    }
+    sendJsonError(res, err);
+  };
+  let ingestHandler: IngestEndpoint | null = null;
+  const endpoint = () => {
+    if (!ingestHandler) throw new Error("the gateway service is not created yet");
+    return ingestHandler;
+  };
 
   const ingestRoute = {
     name: "ingest",
@@ -129,67 +103,10 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
         res.setHeader("Allow", "POST");
         sendJsonError(res, new HttpError(405, "METHOD_NOT_ALLOWED", "send messages with POST /ingest"));
       },
-      async "POST /"(this: { broker: Context["broker"] }, req: IncomingRequest, res: ServerResponse) {
-        const metrics = this.broker.metrics;
-        try {
-          if (ingest.token && !bearerMatches(req.headers.authorization, ingest.token)) {
-            metrics.increment(METRIC.ingestRejected, { reason: "unauthorized" });
-            throw new HttpError(
-              401,
-              "UNAUTHORIZED",
-              "a valid bearer token is required (Authorization: Bearer <INGEST_TOKEN>)",
-            );
-          }
-          const format = bodyFormat(req.headers["content-type"]);
-          if (!format) {
-            metrics.increment(METRIC.ingestRejected, { reason: "content_type" });
-            req.resume();
-            throw new HttpError(
-              415,
-              "UNSUPPORTED_MEDIA_TYPE",
-              `Content-Type must be application/json or application/x-ndjson, got ${JSON.stringify(req.headers["content-type"] ?? null)}`,
-            );
-          }
-          let items: unknown[];
-          let body: Buffer;
-          try {
-            body = await readBody(req, ingest.bodyLimitBytes);
-            items = decodeItems(body, format);
-          } catch (err) {
-            metrics.increment(METRIC.ingestRejected, {
-              reason: (err as HttpError).code === 413 ? "too_large" : "invalid_json",
-            });
-            throw err;
-          }
-          if (items.length > ingest.maxBatch) {
-            metrics.increment(METRIC.ingestRejected, { reason: "too_large" });
-            throw new HttpError(
-              413,
-              "BATCH_TOO_LARGE",
-              `a batch holds at most ${ingest.maxBatch} messages (INGEST_MAX_BATCH), got ${items.length}`,
-            );
-          }
-          const key = idempotencyKey(req.headers["idempotency-key"]);
-          const bodyHash = key === null ? "" : createHash("sha256").update(body).digest("hex");
-          const result = await req.$ctx
-            .call<IngestResult, IngestParams>(
-              "ingest.push",
-              key === null ? { items } : { items, idempotency: { key, bodySha256: bodyHash } },
-            )
-            .catch((err: GatewayError & { retryable?: boolean }) => {
-              // Moleculer's own retryable failures (no ingest node reachable: 404; call timed out:
-              // 504) say nothing about the request. A client must see "try again", not "wrong URL".
-              if (err.retryable && err.code !== 503) {
-                throw new HttpError(503, "INGEST_UNAVAILABLE", `ingest is unavailable: ${err.message}`, {
-                  retryable: true,
-                });
-              }
-              throw err;
-            });
-          sendJson(res, 200, result);
-        } catch (err) {
-          sendJsonError(res, err as GatewayError);
-        }
+      // Only URLs other than exactly "/ingest" (a trailing slash, a query string) come this way:
+      // the gateway's HTTP server hands POST /ingest to the same endpoint before this router.
+      "POST /"(req: IncomingRequest, res: ServerResponse) {
+        return endpoint().handle(req, res, { ctx: req.$ctx });
       },
     },
     onError(
@@ -198,11 +115,7 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
       res: ServerResponse,
       err: GatewayError,
     ) {
-      if (err.code === 429) {
-        this.broker.metrics.increment(METRIC.ingestRejected, { reason: "rate_limited" });
-        err.message = `more than ${ingest.rateLimitPerSecond} requests in one second from this client (INGEST_RATE_LIMIT); retry in a second`;
-      }
-      sendJsonError(res, err);
+      ingestError(this.broker, res, err);
     },
   };
 
@@ -295,6 +208,64 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema {
       "$node.disconnected"(ctx: Context<{ node: { id: string } }>) {
         directory?.forget(ctx.params.node.id);
       },
+    },
+    /**
+     * moleculer-web serves every request through its own `api.rest` action, and the ingest route
+     * then calls `ingest.push`: two Moleculer calls, with their contexts, middlewares and metrics
+     * timers, per request. `POST /ingest`, the hot path, goes straight to the same endpoint
+     * instead (its rate limiter included); every other request, and other spellings of that URL,
+     * go to moleculer-web's router as before.
+     */
+    created(this: Service) {
+      const broker = this.broker;
+      const web = this as Service & {
+        server: Server;
+        routes: {
+          name?: string;
+          rateLimit?: RouteRateLimit;
+          middlewares: unknown[];
+          cors: unknown;
+          onBeforeCall?: unknown;
+          onAfterCall?: unknown;
+          authentication?: unknown;
+          authorization?: unknown;
+        }[];
+      };
+      const ingestEndpointOf = ingestEndpoint({
+        broker,
+        ingest,
+        ackTimeoutMs: config.kafka.ackTimeoutMs,
+        respond: sendJson,
+        fail: (res, err) => sendJsonError(res, err as GatewayError),
+        rateLimited: (res, err) => ingestError(broker, res, err as GatewayError),
+      });
+      ingestHandler = ingestEndpointOf;
+      const route = web.routes.find(r => r.name === "ingest");
+      // The direct path does what this route does today (its rate limiter); should the route ever
+      // get middlewares, CORS or hooks, every request goes through moleculer-web again.
+      if (
+        !route ||
+        route.middlewares.length > 0 ||
+        route.cors ||
+        route.onBeforeCall ||
+        route.onAfterCall ||
+        route.authentication ||
+        route.authorization
+      ) {
+        return;
+      }
+      const rateLimit = route.rateLimit;
+      const server = web.server;
+      const router = server.listeners("request") as ((req: IncomingMessage, res: ServerResponse) => void)[];
+      server.removeAllListeners("request");
+      server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+        if (req.method === "POST" && req.url === "/ingest") {
+          // `direct` answers every error itself; this is a last resort, as moleculer-web's own handler.
+          ingestEndpointOf.direct(req, res, rateLimit).catch((err: GatewayError) => sendJsonError(res, err));
+          return;
+        }
+        for (const listener of router) listener.call(server, req, res);
+      });
     },
     async started(this: Service) {
       const broker = this.broker;

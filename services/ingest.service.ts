@@ -1,14 +1,28 @@
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { isPriceTick, messageKey, parseMessage, type StockMessage } from "../domain/messages";
+import { messageJson } from "../domain/message-json";
 import { UnavailableError, type StockError, type ValidationIssue } from "../domain/errors";
 import type { LogRecord } from "../adapters/log/types";
-import { METRIC, registerMetrics } from "../lib/metrics";
+import { CounterBatch, METRIC, registerMetrics } from "../lib/metrics";
 import { describeOutage, Outage, untilAvailable, WaitAborted } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
 import { IDEMPOTENCY_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER } from "../runtime/apply-chunk";
 import { IdempotencyKeys, type KeyClaim } from "../runtime/idempotency-keys";
 import { ProduceCoalescer } from "../runtime/produce-coalescer";
-import type { IngestParams, IngestResult, ServiceDeps } from "./contracts";
+import type { IngestParams, IngestResult, LocalIngest, ServiceDeps } from "./contracts";
+
+type Metrics = Context["broker"]["metrics"];
+
+/**
+ * The labels Moleculer's metrics middleware gives an `ingest.push` call from a gateway. A direct
+ * call counts under them too, so `moleculer_request_total{service="ingest"}` and
+ * `moleculer_request_error_total{service="ingest"}` (the StockIngestServerErrors alert, the
+ * cluster dashboard) see every ingest request, whichever way it came.
+ */
+const PUSH_LABELS = { service: "ingest", action: "ingest.push", caller: "gateway", type: "action" } as const;
+/** Moleculer's names for them (its METRIC constants are not in its type declarations). */
+const REQUEST_TOTAL = "moleculer.request.total";
+const REQUEST_ERROR_TOTAL = "moleculer.request.error.total";
 
 /** Reported in a 400 body; a batch with thousands of bad items lists the first ones. */
 const MAX_REPORTED_ISSUES = 100;
@@ -66,10 +80,124 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
       throw err;
     }
   }
+  /** Whether direct calls from this node's gateway are taken (LocalIngest.pushDirect). */
+  let acceptingDirect = false;
+  /** The per-request counters (accepted messages, direct calls), batched. */
+  let counters: CounterBatch | null = null;
+  /**
+   * Direct calls under way, so that a stop waits for them as Moleculer's context tracking waits
+   * for action calls; `directIdle` wakes that stop when the last one ends.
+   */
+  let directInFlight = 0;
+  let directIdle: (() => void) | null = null;
   let closeProducer: (() => Promise<void>) | null = null;
   let startState = "starting";
   let startAbort: AbortController | null = null;
   let startup: Promise<void> | null = null;
+
+  /** `ingest.push`, for the action and for direct calls from a gateway on this node. */
+  async function push(metrics: Metrics, params: IngestParams): Promise<IngestResult> {
+    const items = params.items;
+    if (!Array.isArray(items) || items.length === 0) {
+      metrics.increment(METRIC.ingestRejected, { reason: "empty" });
+      throw new Errors.MoleculerClientError("the request holds no messages", 400, "EMPTY_BATCH", {
+        issues: [
+          {
+            index: 0,
+            path: "(body)",
+            message: "must be a message object or a non-empty array of them",
+          },
+        ],
+      });
+    }
+    const checked = validateItems(items);
+    if ("issues" in checked) {
+      metrics.increment(METRIC.ingestRejected, { reason: "invalid" });
+      const what =
+        items.length === 1
+          ? "the message is invalid"
+          : `${checked.invalid} of ${items.length} messages are invalid; nothing was accepted`;
+      throw new Errors.MoleculerClientError(what, 400, "VALIDATION_ERROR", { issues: checked.issues });
+    }
+    // Taken now: a stop may clear it while this request waits for Postgres below.
+    const log = coalescer;
+    if (!log)
+      throw new Errors.MoleculerRetryableError(`ingest is not running yet: ${startState}`, 503, "NOT_READY", {
+        retryable: true,
+      });
+    let records: LogRecord[] = checked.messages.map(m => ({
+      key: messageKey(m),
+      value: messageJson(m),
+    }));
+    const idempotency = params.idempotency;
+    if (idempotency) {
+      const claim = await claimKey(idempotency.key, idempotency.bodySha256, records.length);
+      if (claim === "conflict") {
+        metrics.increment(METRIC.ingestRejected, { reason: "idempotency_conflict" });
+        throw new Errors.MoleculerClientError(
+          `Idempotency-Key ${JSON.stringify(idempotency.key)} was already used for another request body; send a new request with a new key`,
+          422,
+          "IDEMPOTENCY_KEY_REUSED",
+          {
+            issues: [
+              {
+                index: 0,
+                path: "(header) Idempotency-Key",
+                message: `was sent with another body within the last ${Math.round(config.ingest.idempotencyTtlMs / 3600000)} h`,
+              },
+            ],
+          },
+        );
+      }
+      // Its messages reached the log the first time: answered as then, nothing sent again.
+      if (claim === "done") return { accepted: records.length };
+      // New, or seen but maybe never in the log: sent with the key and each message's index,
+      // so that the actors apply a message that reaches the log twice once.
+      records = records.map((r, i) => ({
+        ...r,
+        headers: { [IDEMPOTENCY_KEY_HEADER]: idempotency.key, [IDEMPOTENCY_INDEX_HEADER]: String(i) },
+      }));
+    }
+    try {
+      await log.send(records);
+    } catch (err) {
+      metrics.increment(METRIC.ingestRejected, { reason: "unavailable" });
+      if (err instanceof UnavailableError) {
+        throw new Errors.MoleculerRetryableError(err.message, 503, "LOG_UNAVAILABLE", {
+          retryable: true,
+        });
+      }
+      throw err;
+    }
+    // Best effort: if this is lost, a repeat sends the messages again and the actors skip them.
+    if (idempotency) await keyStore?.complete(idempotency.key).catch(() => undefined);
+    let ticks = 0;
+    for (const m of checked.messages) if (isPriceTick(m)) ticks += 1;
+    if (ticks > 0) counters?.add("price", METRIC.ingestAccepted, { type: "price" }, ticks);
+    if (ticks < records.length)
+      counters?.add("side", METRIC.ingestAccepted, { type: "side" }, records.length - ticks);
+    return { accepted: records.length };
+  }
+
+  /** `push` for a direct call: counted, and under the action's request metrics. */
+  async function pushDirect(metrics: Metrics, params: IngestParams): Promise<IngestResult> {
+    directInFlight += 1;
+    try {
+      return await push(metrics, params);
+    } catch (err) {
+      const e = err as Error & { code?: unknown; type?: unknown };
+      metrics.increment(REQUEST_ERROR_TOTAL, {
+        ...PUSH_LABELS,
+        errorName: e.name,
+        errorCode: e.code,
+        errorType: e.type,
+      });
+      throw err;
+    } finally {
+      directInFlight -= 1;
+      if (directInFlight === 0) directIdle?.();
+    }
+  }
 
   return {
     name: "ingest",
@@ -78,97 +206,20 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
     actions: {
       push: {
         visibility: "public",
-        async handler(
-          this: { broker: Context["broker"] },
-          ctx: Context<IngestParams>,
-        ): Promise<IngestResult> {
-          const metrics = this.broker.metrics;
-          const items = ctx.params.items;
-          if (!Array.isArray(items) || items.length === 0) {
-            metrics.increment(METRIC.ingestRejected, { reason: "empty" });
-            throw new Errors.MoleculerClientError("the request holds no messages", 400, "EMPTY_BATCH", {
-              issues: [
-                {
-                  index: 0,
-                  path: "(body)",
-                  message: "must be a message object or a non-empty array of them",
-                },
-              ],
-            });
-          }
-          const checked = validateItems(items);
-          if ("issues" in checked) {
-            metrics.increment(METRIC.ingestRejected, { reason: "invalid" });
-            const what =
-              items.length === 1
-                ? "the message is invalid"
-                : `${checked.invalid} of ${items.length} messages are invalid; nothing was accepted`;
-            throw new Errors.MoleculerClientError(what, 400, "VALIDATION_ERROR", { issues: checked.issues });
-          }
-          if (!coalescer)
-            throw new Errors.MoleculerRetryableError(
-              `ingest is not running yet: ${startState}`,
-              503,
-              "NOT_READY",
-              {
-                retryable: true,
-              },
-            );
-          let records: LogRecord[] = checked.messages.map(m => ({
-            key: messageKey(m),
-            value: JSON.stringify(m),
-          }));
-          const idempotency = ctx.params.idempotency;
-          if (idempotency) {
-            const claim = await claimKey(idempotency.key, idempotency.bodySha256, records.length);
-            if (claim === "conflict") {
-              metrics.increment(METRIC.ingestRejected, { reason: "idempotency_conflict" });
-              throw new Errors.MoleculerClientError(
-                `Idempotency-Key ${JSON.stringify(idempotency.key)} was already used for another request body; send a new request with a new key`,
-                422,
-                "IDEMPOTENCY_KEY_REUSED",
-                {
-                  issues: [
-                    {
-                      index: 0,
-                      path: "(header) Idempotency-Key",
-                      message: `was sent with another body within the last ${Math.round(config.ingest.idempotencyTtlMs / 3600000)} h`,
-                    },
-                  ],
-                },
-              );
-            }
-            // Its messages reached the log the first time: answered as then, nothing sent again.
-            if (claim === "done") return { accepted: records.length };
-            // New, or seen but maybe never in the log: sent with the key and each message's index,
-            // so that the actors apply a message that reaches the log twice once.
-            records = records.map((r, i) => ({
-              ...r,
-              headers: { [IDEMPOTENCY_KEY_HEADER]: idempotency.key, [IDEMPOTENCY_INDEX_HEADER]: String(i) },
-            }));
-          }
-          try {
-            await coalescer.send(records);
-          } catch (err) {
-            metrics.increment(METRIC.ingestRejected, { reason: "unavailable" });
-            if (err instanceof UnavailableError) {
-              throw new Errors.MoleculerRetryableError(err.message, 503, "LOG_UNAVAILABLE", {
-                retryable: true,
-              });
-            }
-            throw err;
-          }
-          // Best effort: if this is lost, a repeat sends the messages again and the actors skip them.
-          if (idempotency) await keyStore?.complete(idempotency.key).catch(() => undefined);
-          let ticks = 0;
-          for (const m of checked.messages) if (isPriceTick(m)) ticks += 1;
-          if (ticks > 0) metrics.increment(METRIC.ingestAccepted, { type: "price" }, ticks);
-          if (ticks < records.length)
-            metrics.increment(METRIC.ingestAccepted, { type: "side" }, records.length - ticks);
-          return { accepted: records.length };
+        handler(this: { broker: Context["broker"] }, ctx: Context<IngestParams>): Promise<IngestResult> {
+          return push(this.broker.metrics, ctx.params);
         },
       },
     },
+
+    methods: {
+      /** LocalIngest.pushDirect (services/contracts.ts). */
+      pushDirect(this: { broker: Context["broker"] }, params: IngestParams): Promise<IngestResult> | null {
+        if (!acceptingDirect) return null;
+        counters?.add("request", REQUEST_TOTAL, PUSH_LABELS);
+        return pushDirect(this.broker.metrics, params);
+      },
+    } satisfies LocalIngest,
 
     /**
      * Returns at once and connects in the background, waiting for Kafka as long as it is away
@@ -178,6 +229,8 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
     started(this: { broker: Context["broker"]; logger: Context["broker"]["logger"] }) {
       registerMetrics(this.broker);
       const { broker, logger } = this;
+      counters = new CounterBatch(broker);
+      acceptingDirect = true;
       const abort = new AbortController();
       startAbort = abort;
       startState = "starting";
@@ -224,6 +277,18 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
 
     async stopped() {
       if (pruneTimer) clearInterval(pruneTimer);
+      // From now on a gateway on this node calls the action; the direct calls under way finish
+      // first (within the shutdown grace, as tracked action calls do), then the producer drains.
+      acceptingDirect = false;
+      if (directInFlight > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>(resolve => (directIdle = resolve)),
+          new Promise<void>(resolve => (timer = setTimeout(resolve, config.actors.shutdownGraceMs))),
+        ]);
+        clearTimeout(timer);
+        directIdle = null;
+      }
       startAbort?.abort();
       await startup;
       const draining = coalescer;
@@ -239,6 +304,7 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
         clearTimeout(timer);
       }
       await closeProducer?.();
+      counters?.flush();
     },
   };
 }

@@ -191,6 +191,17 @@ export class KafkaLog implements MessageLog {
     // Registered before connecting: a node stopped while the broker is away closes it too.
     this.closables.push(close);
     await unavailableOnOutage("producer connect", () => producer.connect());
+    // Keys are symbols: few, and each sent again and again; murmur2 of each is worth keeping.
+    const partitionOf = new Map<string, number>();
+    const place = (key: string): number => {
+      let partition = partitionOf.get(key);
+      if (partition === undefined) {
+        partition = partitionForKey(key, this.options.partitions);
+        if (partitionOf.size >= 100000) partitionOf.clear();
+        partitionOf.set(key, partition);
+      }
+      return partition;
+    };
     return {
       send: async (records: LogRecord[]) => {
         try {
@@ -200,7 +211,7 @@ export class KafkaLog implements MessageLog {
             key: r.key,
             value: r.value,
             headers: r.headers,
-            partition: partitionForKey(r.key, this.options.partitions),
+            partition: place(r.key),
           }));
           await producer.send({ topic: this.topic, acks: -1, messages });
         } catch (err) {

@@ -5,6 +5,7 @@ export type BodyFormat = "json" | "ndjson";
 
 /** The ingest content types: JSON (one object or an array) and NDJSON (one object per line). */
 export function bodyFormat(contentType: string | undefined): BodyFormat | null {
+  if (contentType === "application/json") return "json";
   const type = (contentType ?? "").split(";")[0].trim().toLowerCase();
   if (type === "application/json" || (type.startsWith("application/") && type.endsWith("+json")))
     return "json";
