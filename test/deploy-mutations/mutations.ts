@@ -147,6 +147,30 @@ export const MUTATIONS: Mutation[] = [
     to: "                  optional: true\n            # V8",
   },
   {
+    id: "INGEST_AUTH off in the base ConfigMap (ingest open by default)",
+    file: "k8s/configmap.yaml",
+    from: "INGEST_AUTH: required",
+    to: 'INGEST_AUTH: "off"',
+  },
+  {
+    id: "INGEST_AUTH auto in the base (an empty token opens ingest again)",
+    file: "k8s/configmap.yaml",
+    from: "INGEST_AUTH: required",
+    to: "INGEST_AUTH: auto",
+  },
+  {
+    id: "ingest-auth-off component without its INGEST_AUTH=off (gateways refuse to start)",
+    file: "k8s/components/ingest-auth-off/kustomization.yaml",
+    from: '                  - name: INGEST_AUTH\n                    value: "off"\n',
+    to: "",
+  },
+  {
+    id: "ingest-auth-off component with a bare off (a boolean in kubectl's YAML 1.1)",
+    file: "k8s/components/ingest-auth-off/kustomization.yaml",
+    from: 'value: "off"',
+    to: "value: off",
+  },
+  {
     id: "seccompProfile removed from the actors pods",
     file: "k8s/actors.yaml",
     from: "        seccompProfile:\n          type: RuntimeDefault\n",
