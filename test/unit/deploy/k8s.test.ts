@@ -2,7 +2,6 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import vm from "node:vm";
 import { parseAllDocuments } from "yaml";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
@@ -18,10 +17,10 @@ import type { ISecret } from "kubernetes-models/v1/Secret";
 import type { IService } from "kubernetes-models/v1/Service";
 import { Resources } from "../../../adapters/resources";
 import { ALL_SERVICES, CONFIG_VARIABLES, loadConfig, type Config } from "../../../lib/config";
-import { METRIC } from "../../../lib/metrics";
+import { ACTORS_HEALTH_PATHS } from "../../../services/actors/metrics-port";
 import createGatewayService from "../../../services/gateway.service";
 import { schemaErrors, unknownFields } from "./kube-schema";
-import { exportedSeries, metricsEndpoint } from "./metric-series";
+import { metricsEndpoint } from "./metric-series";
 import { isRecord, listFiles, readText, readYamlDocuments, rel, ROOT } from "./repo-files";
 
 /**
@@ -317,32 +316,6 @@ function restrictedViolations(w: Workload): string[] {
   return problems;
 }
 
-/** Runs a probe or HEALTHCHECK `node -e` script in a sandbox: the URL it fetches and its exit code. */
-async function runNodeScript(
-  script: string,
-  env: Record<string, string>,
-  body: string,
-): Promise<{ url?: string; code?: number }> {
-  const seen: { url?: string; code?: number } = {};
-  let done: () => void = () => undefined;
-  const finished = new Promise<void>(resolve => (done = resolve));
-  const exit = (code: number) => {
-    seen.code ??= code;
-    done();
-  };
-  const sandbox = {
-    process: { env, exit },
-    AbortSignal: { timeout: () => undefined },
-    fetch: (url: string) => {
-      seen.url = url;
-      return Promise.resolve({ ok: true, status: 200, text: () => Promise.resolve(body) });
-    },
-  };
-  vm.runInNewContext(script, sandbox, { timeout: 1000 });
-  await Promise.race([finished, new Promise(resolve => setTimeout(resolve, 1000))]);
-  return seen;
-}
-
 /** A YAML text in a temporary file, read back by the helpers that read files. */
 function writeTemp(text: string): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "stock-patch-")), "patch.yaml");
@@ -603,8 +576,11 @@ describe("Kubernetes manifests (k8s/)", () => {
             else if (!gatewayPaths.has(probe.httpGet.path ?? "/"))
               problems.push(`${where}: not a gateway GET route`);
           } else if (port === config.metricsPort) {
-            if (probe.httpGet.path !== reporter.path)
-              problems.push(`${where}: the reporter serves ${reporter.path}`);
+            // The reporter's path, and the health endpoints of a node that runs the actors.
+            const served = [reporter.path];
+            if (config.services.includes("actors")) served.push(...Object.values(ACTORS_HEALTH_PATHS));
+            if (!served.includes(probe.httpGet.path ?? "/"))
+              problems.push(`${where}: METRICS_PORT serves ${served.join(", ")} here`);
           } else problems.push(`${where}: neither PORT nor METRICS_PORT`);
         }
       }
@@ -620,16 +596,30 @@ describe("Kubernetes manifests (k8s/)", () => {
       expect(c.startupProbe?.httpGet?.path).toBe("/healthz");
     });
 
-    it("call actors ready once the node holds a partition assignment, read from its own /metrics", () => {
+    it("check actors readiness with GET /readyz on the metrics port (group membership and Kafka), not a script", () => {
       const c = containersOf(deployment("actors")).find(isAppContainer)!;
-      const script = (c.readinessProbe?.exec?.command ?? []).join(" ");
-      const series = exportedSeries();
-      const wanted = METRIC.ownedPartitions.replace(/\./g, "_");
-      const named = [...new Set(script.match(/\bstock_\w+/g) ?? [])];
-      expect(named).toEqual([wanted]);
-      expect(series.has(wanted)).toBe(true);
-      expect(script).toContain(metricsEndpoint(configOf(c)).path);
-      expect(script).toContain("process.env.METRICS_PORT");
+      const config = configOf(c);
+      const probe = c.readinessProbe;
+      expect(probe?.exec).toBeUndefined();
+      expect(probe?.httpGet?.path).toBe(ACTORS_HEALTH_PATHS.readiness);
+      expect(portNumber(c, probe?.httpGet?.port)).toBe(config.metricsPort);
+      // Two failures at most: a pod cut from Kafka leaves readiness within a few periods.
+      expect((probe?.periodSeconds ?? 10) * (probe?.failureThreshold ?? 3)).toBeLessThanOrEqual(30);
+      expect(probe?.timeoutSeconds ?? 1).toBeGreaterThanOrEqual(3);
+    });
+
+    it("keep liveness and start-up probes off /readyz, so an outage of Kafka restarts no pod", () => {
+      for (const { w, c } of appContainers) {
+        for (const kind of ["startupProbe", "livenessProbe"] as const) {
+          const path = c[kind]?.httpGet?.path;
+          expect({ workload: w.name, kind, path, ok: path !== undefined && path !== "/readyz" }).toEqual({
+            workload: w.name,
+            kind,
+            path,
+            ok: true,
+          });
+        }
+      }
     });
 
     it("give each node longer to stop than SHUTDOWN_GRACE_MS plus bin/start.ts's hard-exit margin (and preStop)", () => {
@@ -1082,25 +1072,6 @@ describe("Kubernetes manifests (k8s/)", () => {
         policy: argAfter(args, "--maxmemory-policy"),
         underLimit: maxmemory > 0 && maxmemory <= 0.8 * limit,
       }).toEqual({ appendonly: "yes", policy: "noeviction", underLimit: true });
-    });
-  });
-
-  describe("the actors' readiness script", () => {
-    const c = containersOf(deployment("actors")).find(isAppContainer)!;
-    const command = c.readinessProbe?.exec?.command ?? [];
-    const script = command[command.indexOf("-e") + 1] ?? "";
-    const owned = `${METRIC.ownedPartitions.replace(/\./g, "_")}{nodeID="a"} 3`;
-
-    it("is `node -e` with a script that compiles", () => {
-      expect(command.slice(0, 2)).toEqual(["node", "-e"]);
-      expect(() => new vm.Script(script)).not.toThrow();
-    });
-
-    it("asks the pod's own METRICS_PORT and path, and is ready only once the assignment gauge is there", async () => {
-      const env = { METRICS_PORT: "3999" };
-      const ready = await runNodeScript(script, env, `# HELP x\n${owned}\n`);
-      expect(ready).toEqual({ url: `http://127.0.0.1:3999${metricsEndpoint(configOf(c)).path}`, code: 0 });
-      expect((await runNodeScript(script, env, "process_uptime 3\n")).code).toBe(1);
     });
   });
 
