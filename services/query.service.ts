@@ -163,14 +163,20 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
         sql => {
           startOutage = null;
           results = new ResultsStore(sql);
-          health = new DependencyHealth({
-            subject: "query",
-            what: "reach Postgres",
-            note: "; the REST API's reads answer 503 POSTGRES_UNAVAILABLE until it is back",
-            logger,
-            probe: () => sql.query("SELECT 1"),
-          });
-          health.start();
+          // PGlite runs in the process: never unreachable, and a probe would only queue behind
+          // the actors' transactions on its one connection.
+          if (sql.kind === "postgres") {
+            health = new DependencyHealth({
+              subject: "query",
+              what: "reach Postgres",
+              note: "; the REST API's reads answer 503 POSTGRES_UNAVAILABLE until it is back",
+              logger,
+              probe: () => sql.query("SELECT 1"),
+              // As long as the pool waits for a connection: a busy pool is not an outage.
+              timeoutMs: 5000,
+            });
+            health.start();
+          }
           resources.reportStartup("query", null);
         },
         (err: Error) => {
