@@ -318,7 +318,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
           group.left(err, gen);
           membership.failed("the Kafka consumer", err, "; it rejoins by itself");
           activeHost.onAssignment([], gen);
-          // No sample at all, not 0: readiness (k8s/actors.yaml) means "holds an assignment".
+          // No sample at all, not 0: the gauge means "holds an assignment" (readiness is GET /readyz).
           metrics.getMetric(METRIC.ownedPartitions)?.clear();
           metrics.getMetric(METRIC.consumerLag)?.clear();
           metrics.set(METRIC.activeActors, 0);
