@@ -1,7 +1,7 @@
 import path from "node:path";
 import type { Config } from "../lib/config";
 import type { Logger } from "../lib/logger";
-import { DEGRADED, repeatFilter } from "../lib/waiting";
+import { DEGRADED, repeatFilter, STARTING } from "../lib/waiting";
 import { EmbeddedLog } from "./log/embedded-log";
 import { KafkaLog } from "./log/kafka-log";
 import type { MessageLog } from "./log/types";
@@ -15,6 +15,12 @@ import type { SqlClient } from "./sql/types";
 
 /** DATA_DIR=memory keeps the embedded log and PGlite in memory only (tests, throwaway demos). */
 export const IN_MEMORY = "memory";
+
+/**
+ * Services whose wait for a dependency at start-up degrades a node instead of failing its
+ * readiness: the query service needs only Postgres, whose absence the REST API answers with 503.
+ */
+const DEGRADED_AT_START = new Set(["query"]);
 
 /**
  * The adapters of one process, each chosen by its own variable (unset means embedded), created
@@ -126,23 +132,32 @@ export class Resources {
 
   /**
    * Asks each dependency that `services` use for a sign of life: "ok", or what went wrong; for
-   * the snapshot cache, which nothing waits for, "degraded: " and what went wrong.
+   * a dependency the node's traffic can do without, "degraded: " and what went wrong.
    * A dependency that was never opened is opened here, so readiness reflects reality. A
    * service of `services` that has not finished starting adds `start.<service>`: what it waits for.
+   *
+   * Readiness by role: what fails a check is what the node's HTTP traffic cannot do without, the
+   * ingest path (the log) and the start-up of ingest and actors. The database is degraded, not
+   * failed: while Postgres is away ingest goes on (only requests with an Idempotency-Key get 503),
+   * the actors' partitions wait (each says so under `partition.<n>`), and the REST API's reads
+   * answer 503 POSTGRES_UNAVAILABLE; taking the node out of its Service would stop ingest too. For
+   * the same reason the query service waiting for Postgres at start-up is degraded once a first
+   * attempt failed (before that, the node is still starting). The snapshot cache (Redis) is
+   * degraded too: the actors go on from Postgres, with slower activations.
    */
   async check(services: readonly string[]): Promise<Record<string, string>> {
     const uses = (...names: string[]) => names.some(n => services.includes(n));
     const probes: Record<string, () => Promise<unknown>> = {};
     if (uses("ingest", "actors")) probes.log = async () => (await this.log()).partitionCount();
     if (uses("actors", "query")) probes.database = async () => (await this.sql()).query("SELECT 1");
-    // The snapshot cache: while it is away the actors go on from Postgres, so the node is
-    // degraded (slower activations), not unready.
-    const optional = new Set(["snapshots"]);
+    const optional = new Set(["database", "snapshots"]);
     if (uses("actors")) probes.snapshots = () => this.snapshots().ping();
     const results: Record<string, string> = {};
     for (const service of services) {
       const waiting = this.starting.get(service);
-      if (waiting !== undefined) results[`start.${service}`] = waiting;
+      if (waiting === undefined) continue;
+      results[`start.${service}`] =
+        DEGRADED_AT_START.has(service) && waiting !== STARTING ? `${DEGRADED}${waiting}` : waiting;
     }
     // A stalled partition is said, not counted against readiness: the node's other work (ingest,
     // queries, its other partitions) goes on, and the dependency's own check says what is down.

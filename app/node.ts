@@ -34,5 +34,12 @@ export function createNode(config: Config, extra: Partial<BrokerOptions> = {}): 
   for (const name of config.services) {
     broker.createService(SERVICE_FACTORIES[name]({ config, resources }));
   }
+  if (config.services.includes("gateway") && config.ingest.auth === "off") {
+    broker.logger.warn(
+      `INGEST_AUTH=off: POST /ingest is open, it accepts every caller without a token${
+        config.ingest.tokenIgnored ? " (INGEST_TOKEN is set, and ignored)" : ""
+      }`,
+    );
+  }
   return { broker, resources, config };
 }

@@ -17,7 +17,7 @@ function describe(config: Config): string[] {
     const base = `http://localhost:${config.port}`;
     lines.push(
       `  dashboard ${base}/`,
-      `  ingest    POST ${base}/ingest`,
+      `  ingest    POST ${base}/ingest (${config.ingest.token ? "bearer token required" : `open: no token (INGEST_AUTH=${config.ingest.auth})`})`,
       `  API       ${base}/api/symbols`,
       `  health    ${base}/readyz`,
     );

@@ -12,6 +12,15 @@ import { ConfigError } from "../domain/errors";
 export const ALL_SERVICES = ["gateway", "ingest", "actors", "query", "notifier"] as const;
 export type ServiceName = (typeof ALL_SERVICES)[number];
 
+/**
+ * INGEST_AUTH: `required` refuses to start a gateway without INGEST_TOKEN (fail closed, for
+ * deployments); `off` accepts every caller and ignores INGEST_TOKEN (an explicit opt-out);
+ * `auto`, the default, keeps the local behaviour: a token is required exactly when INGEST_TOKEN
+ * is set.
+ */
+export const INGEST_AUTH_MODES = ["auto", "required", "off"] as const;
+export type IngestAuth = (typeof INGEST_AUTH_MODES)[number];
+
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) =>
   z
     .string()
@@ -136,6 +145,12 @@ const envSchema = z
     DEMO_FEED: flag.optional(),
     DEMO_FEED_RATE: num(0.01, 100000).default(10),
 
+    INGEST_AUTH: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.enum(INGEST_AUTH_MODES, { error: `must be ${INGEST_AUTH_MODES.join(", ")}` }))
+      .default("auto"),
     INGEST_TOKEN: z.string().min(1).optional(),
     INGEST_MAX_BATCH: int(1, 1000000).default(10000),
     INGEST_BODY_LIMIT: byteSize.default(5 * 1024 ** 2),
@@ -154,6 +169,18 @@ const envSchema = z
   .superRefine((env, ctx) => {
     if (env.RSI_OVERSOLD >= env.RSI_OVERBOUGHT) {
       ctx.addIssue({ code: "custom", path: ["RSI_OVERSOLD"], message: "must be below RSI_OVERBOUGHT" });
+    }
+    // Fail closed: the node that serves POST /ingest (the gateway) does not start without a token.
+    // A token of spaces only can never match (HTTP trims header values): it counts as none.
+    const runsGateway = (env.SERVICES ?? ALL_SERVICES).includes("gateway");
+    if (env.INGEST_AUTH === "required" && runsGateway && !env.INGEST_TOKEN?.trim()) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["INGEST_TOKEN"],
+        message:
+          "must be set (not empty) when INGEST_AUTH=required and this node runs the gateway (POST /ingest); " +
+          "set INGEST_TOKEN, or set INGEST_AUTH=off to accept unauthenticated ingest explicitly",
+      });
     }
   });
 
@@ -196,7 +223,12 @@ export interface Config {
   /** Where the notifier POSTs each signal as JSON; unset: log and WebSocket only. */
   notifierWebhookUrl?: string;
   ingest: {
+    /** INGEST_AUTH as set (default `auto`); `token` already reflects it. */
+    auth: IngestAuth;
+    /** The bearer token POST /ingest requires; undefined: none (INGEST_AUTH=off, or auto without a token). */
     token?: string;
+    /** INGEST_AUTH=off with INGEST_TOKEN set: the token is ignored (the gateway warns at start). */
+    tokenIgnored: boolean;
     maxBatch: number;
     bodyLimitBytes: number;
     rateLimitPerSecond: number;
@@ -265,7 +297,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     demoFeed: { enabled: e.DEMO_FEED ?? embeddedLog, rate: e.DEMO_FEED_RATE },
     notifierWebhookUrl: e.NOTIFIER_WEBHOOK_URL,
     ingest: {
-      token: e.INGEST_TOKEN,
+      auth: e.INGEST_AUTH,
+      // INGEST_AUTH=off ignores a token that is set: the opt-out wins, and the gateway says so at start.
+      token: e.INGEST_AUTH === "off" ? undefined : e.INGEST_TOKEN,
+      tokenIgnored: e.INGEST_AUTH === "off" && e.INGEST_TOKEN !== undefined,
       maxBatch: e.INGEST_MAX_BATCH,
       bodyLimitBytes: e.INGEST_BODY_LIMIT,
       rateLimitPerSecond: e.INGEST_RATE_LIMIT,

@@ -39,11 +39,14 @@ export function isReady(checks: Record<string, string>): boolean {
   return Object.values(checks).every(v => v === "ok" || v.startsWith(DEGRADED));
 }
 
+/** What a start-up that has not failed yet reports: it is not waiting for anything known. */
+export const STARTING = "starting";
+
 /** Describes an outage for readiness and NOT_READY answers. */
 export function describeOutage(s: OutageState | null): string {
   return s
     ? `waiting since ${new Date(s.since).toISOString()} (${s.attempts} failed attempt(s)): ${s.what} failed: ${s.error}`
-    : "starting";
+    : STARTING;
 }
 
 /** What an outage looks like while it lasts: shown by `actors.partitions` and readiness. */

@@ -5,14 +5,32 @@ import { describeOutage, Outage, untilAvailable, WaitAborted } from "../lib/wait
 import { resourcesMixin } from "../mixins/resources.mixin";
 import { ActorHost } from "../runtime/actor-host";
 import { ResultsStore } from "../runtime/results-store";
+import { ACTORS_HEALTH_PATHS, routeOnMetricsPort, sendJson } from "./actors/metrics-port";
+import { GroupReadiness } from "./actors/readiness";
 import type { AnalysedEvent, AssignmentEvent, PartitionsReply, ServiceDeps, SignalsEvent } from "./contracts";
 
 const SYMBOL_PARAM = { symbol: { type: "string", min: 1, max: 40 } };
+
+/** A stalled partition as a readiness check: `partition.<n>` and what it waits for. */
+function stallChecks(host: ActorHost | null): Record<string, string> {
+  return Object.fromEntries(
+    (host?.stalledPartitions() ?? []).map(s => [
+      `partition.${s.partition}`,
+      `stalled since ${s.since} on ${s.dependency} (${s.attempts} failed attempt(s)): ${s.step} failed: ${s.error}`,
+    ]),
+  );
+}
 
 /**
  * The symbol actors: a consumer group member on the `stock` topic that hosts one actor per
  * symbol of the partitions Kafka assigned to this node (see runtime/actor-host.ts for the
  * ordering and effectively-once rules).
+ *
+ * Its readiness is served over HTTP on METRICS_PORT (actors-only nodes run no gateway):
+ * `GET /readyz` answers 200 while the node is a member of the consumer group holding its current
+ * assignment (possibly empty) and Kafka answers it, else 503 with the reason (not joined yet,
+ * rebalancing, out of the group, Kafka unreachable); `GET /healthz` answers 200 while the
+ * process does. /metrics stays the Prometheus reporter's own.
  */
 export default function createActorsService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
@@ -27,6 +45,11 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
   let startState = "starting";
   let startAbort: AbortController | null = null;
   let startup: Promise<void> | null = null;
+  const group = new GroupReadiness({
+    contactWindowMs: config.kafka.sessionTimeoutMs,
+    embedded: !config.kafka.brokers,
+    groupId: config.kafka.groupId,
+  });
 
   const notReady = () =>
     new Errors.MoleculerRetryableError(`actors are not running yet: ${startState}`, 503, "NOT_READY");
@@ -113,6 +136,36 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       },
     },
 
+    /** Serves /readyz and /healthz on METRICS_PORT from the broker's creation on. */
+    created(this: Service) {
+      const broker = this.broker;
+      const routed = routeOnMetricsPort(broker, {
+        [ACTORS_HEALTH_PATHS.liveness]: (_req, res) =>
+          sendJson(res, 200, {
+            status: "ok",
+            nodeID: broker.nodeID,
+            uptimeSeconds: Math.round(process.uptime()),
+          }),
+        [ACTORS_HEALTH_PATHS.readiness]: (_req, res) => {
+          group
+            .evaluate({
+              nodeID: broker.nodeID,
+              startState,
+              stalls: stallChecks(host),
+              probeLog: async () => (await resources.log()).partitionCount(),
+            })
+            .then(
+              ({ ready, body }) => sendJson(res, ready ? 200 : 503, body),
+              (err: Error) => sendJson(res, 500, { error: err.message, type: "INTERNAL_ERROR" }),
+            );
+        },
+      });
+      if (!routed && config.metricsPort > 0)
+        this.logger.warn(
+          `no metrics server on port ${config.metricsPort}: /readyz and /healthz are not served`,
+        );
+    },
+
     /**
      * Returns at once: joining the group needs Kafka and Postgres, and either of them may be
      * away for a while. The start-up waits for each in the background (one line when it starts
@@ -126,6 +179,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       const abort = new AbortController();
       startAbort = abort;
       startState = "starting";
+      group.starting();
       resources.reportStartup("actors", startState);
       startup = startConsuming(this, abort.signal).then(
         () => resources.reportStartup("actors", null),
@@ -137,6 +191,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
     },
 
     async stopped(this: Service) {
+      group.stopping();
       startAbort?.abort();
       await startup;
       if (sweepTimer) clearInterval(sweepTimer);
@@ -227,16 +282,7 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       },
     });
     host = activeHost;
-    resources.reportStalls(() =>
-      Object.fromEntries(
-        activeHost
-          .stalledPartitions()
-          .map(s => [
-            `partition.${s.partition}`,
-            `stalled since ${s.since} on ${s.dependency} (${s.attempts} failed attempt(s)): ${s.step} failed: ${s.error}`,
-          ]),
-      ),
-    );
+    resources.reportStalls(() => stallChecks(activeHost));
 
     const announce = (partitions: number[], gen: number) =>
       void broker.broadcast("actors.assignment", {
@@ -251,10 +297,12 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
       failing: "out of the consumer group",
       recovered: "back in the consumer group",
     });
+    group.joining();
     await wait("join the consumer group (Kafka)", () =>
       activeConsumer.run({
         onAssignment: (partitions, gen) => {
           generation = gen;
+          group.assigned(partitions, gen);
           membership.succeeded();
           // Lag of partitions this node no longer owns would otherwise be reported forever.
           metrics.getMetric(METRIC.consumerLag)?.clear();
@@ -267,14 +315,22 @@ export default function createActorsService(deps: ServiceDeps): ServiceSchema {
         },
         onLeft: (err, gen) => {
           generation = gen;
+          group.left(err, gen);
           membership.failed("the Kafka consumer", err, "; it rejoins by itself");
           activeHost.onAssignment([], gen);
-          // No sample at all, not 0: readiness (k8s/actors.yaml) means "holds an assignment".
+          // No sample at all, not 0: the gauge means "holds an assignment" (readiness is GET /readyz).
           metrics.getMetric(METRIC.ownedPartitions)?.clear();
           metrics.getMetric(METRIC.consumerLag)?.clear();
           metrics.set(METRIC.activeActors, 0);
           announce([], gen);
         },
+        onRebalancing: gen => {
+          group.rebalancing(gen);
+          logger.info(
+            `consumer group rebalancing: the assignment of generation ${gen} is revoked; not ready until the next one`,
+          );
+        },
+        onContact: () => group.contact(),
         onBatch: (batch, gen) => activeHost.handleBatch(batch, gen),
         onError: (err, fatal) => {
           if (fatal) {

@@ -195,6 +195,23 @@ export default function createGatewayService(deps: ServiceDeps): ServiceSchema<A
         sendJsonError(res, err);
       },
     },
+    methods: {
+      /**
+       * moleculer-web logs every 5xx with its stack before answering. A retryable 503 is a
+       * dependency that is away (Postgres for the API's reads, a service still starting), which
+       * the service waiting for it logs once per outage: each request's answer is not logged again.
+       */
+      errorHandler(this: Service, req: IncomingRequest, res: ServerResponse, err: GatewayError) {
+        const web = this as Service & {
+          sendError(req: IncomingRequest, res: ServerResponse, err: Error): void;
+        };
+        if (err?.code === 503 && ((err as { retryable?: boolean }).retryable || err.data?.retryable)) {
+          web.sendError(req, res, err);
+          return;
+        }
+        (ApiGateway.methods as { errorHandler: typeof web.sendError }).errorHandler.call(this, req, res, err);
+      },
+    },
     events: {
       "actors.assignment"(ctx: Context<AssignmentEvent>) {
         directory?.learn(ctx.params);

@@ -10,7 +10,9 @@ import {
   type HistoryParams,
   type SignalsParams,
 } from "../lib/query-params";
-import { describeOutage, Outage, untilAvailable, WaitAborted } from "../lib/waiting";
+import { isRetriable } from "../domain/errors";
+import { DependencyHealth } from "../lib/health";
+import { describeOutage, Outage, untilAvailable, WaitAborted, type OutageState } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
 import { ResultsStore } from "../runtime/results-store";
 import type { ServiceDeps } from "./contracts";
@@ -26,26 +28,58 @@ export function minuteRange(from?: number, to?: number): { from: number | null; 
 const unknownSymbol = (symbol: string) =>
   new Errors.MoleculerClientError(`no data for symbol ${symbol}`, 404, "UNKNOWN_SYMBOL");
 
+/** The answer of every read while Postgres is away: 503, retryable, naming the reason. */
+export const postgresUnavailable = (down: Pick<OutageState, "since" | "error">) =>
+  new Errors.MoleculerRetryableError(
+    `Postgres unreachable since ${new Date(down.since).toISOString()}: ${down.error}; the query API answers again once it is back`,
+    503,
+    "POSTGRES_UNAVAILABLE",
+    { retryable: true },
+  );
+
 /**
  * Reads results from Postgres through the results store: the latest figures per symbol, a
  * symbol's history, signals, aggregates over any range of whole minutes (one query over
  * `minute_buckets`, no tick scan), and a symbol's replay report.
+ *
+ * While Postgres is away every read answers `503 POSTGRES_UNAVAILABLE` (retryable) at once: the
+ * service keeps Postgres' state current in the background (`DependencyHealth`: SELECT 1 every 5 s,
+ * every second while it is down) and a read that fails with an outage marks it down too, so
+ * requests neither hang on a dead connection nor become 500s, and cost no probe of their own.
  */
 export default function createQueryService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
   let results: ResultsStore | null = null;
+  let health: DependencyHealth | null = null;
   let startState = "starting";
+  /** The start-up's wait for Postgres, while it lasts. */
+  let startOutage: OutageState | null = null;
   let startAbort: AbortController | null = null;
   let startup: Promise<void> | null = null;
   const store = () => {
-    if (!results)
+    if (!results) {
+      if (startOutage) throw postgresUnavailable(startOutage);
       throw new Errors.MoleculerRetryableError(
         `the query service is not running yet: ${startState}`,
         503,
         "NOT_READY",
       );
+    }
+    const down = health?.down;
+    if (down) throw postgresUnavailable(down);
     return results;
   };
+  /** One read: 503 at once while Postgres is known to be away; a read failing with an outage says so. */
+  async function read<T>(fn: (store: ResultsStore) => Promise<T>): Promise<T> {
+    const s = store();
+    try {
+      return await fn(s);
+    } catch (err) {
+      if (!isRetriable(err)) throw err;
+      health?.failed(err);
+      throw postgresUnavailable(health?.down ?? { since: Date.now(), error: (err as Error).message });
+    }
+  }
 
   return {
     name: "query",
@@ -54,14 +88,14 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
     actions: {
       /** Every symbol seen, with its running aggregates and its latest price and indicators. */
       symbols: {
-        handler: () => store().latestPerSymbol(),
+        handler: () => read(s => s.latestPerSymbol()),
       },
 
       /** Prices and indicators of one symbol, oldest first: the last `limit` ticks within the range. */
       history: {
         async handler(ctx: Context<unknown>) {
           const p: HistoryParams = parseParams(historyParams, ctx.params);
-          const ticks = await store().history(p);
+          const ticks = await read(s => s.history(p));
           return { symbol: p.symbol, from: p.from ?? null, to: p.to ?? null, ticks };
         },
       },
@@ -70,7 +104,7 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
       signals: {
         handler(ctx: Context<unknown>) {
           const p: SignalsParams = parseParams(signalsParams, ctx.params);
-          return store().signals(p);
+          return read(s => s.signals(p));
         },
       },
 
@@ -82,12 +116,12 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
         async handler(ctx: Context<unknown>) {
           const p: AggregatesParams = parseParams(aggregatesParams, ctx.params);
           if (p.from === undefined && p.to === undefined) {
-            const all = await store().aggregates(p.symbol);
+            const all = await read(s => s.aggregates(p.symbol));
             if (!all) throw unknownSymbol(p.symbol);
             return { range: null, ...all };
           }
           const range = minuteRange(p.from, p.to);
-          const row = await store().aggregatesOverMinutes(p.symbol, range.from, range.to);
+          const row = await read(s => s.aggregatesOverMinutes(p.symbol, range.from, range.to));
           return {
             range: {
               from: range.from === null ? null : new Date(range.from * 1000).toISOString(),
@@ -102,7 +136,7 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
       report: {
         async handler(ctx: Context<unknown>) {
           const { symbol } = parseParams(symbolParams, ctx.params);
-          const input = await store().reportInput(symbol);
+          const input = await read(s => s.reportInput(symbol));
           if (!input) throw unknownSymbol(symbol);
           return symbolReport(input);
         },
@@ -121,12 +155,28 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
         signal: abort.signal,
         maxBackoffMs: config.actors.retryMaxBackoffMs,
         onChange: state => {
+          startOutage = state;
           startState = describeOutage(state);
           resources.reportStartup("query", startState);
         },
       }).then(
         sql => {
+          startOutage = null;
           results = new ResultsStore(sql);
+          // PGlite runs in the process: never unreachable, and a probe would only queue behind
+          // the actors' transactions on its one connection.
+          if (sql.kind === "postgres") {
+            health = new DependencyHealth({
+              subject: "query",
+              what: "reach Postgres",
+              note: "; the REST API's reads answer 503 POSTGRES_UNAVAILABLE until it is back",
+              logger,
+              probe: () => sql.query("SELECT 1"),
+              // As long as the pool waits for a connection: a busy pool is not an outage.
+              timeoutMs: 5000,
+            });
+            health.start();
+          }
           resources.reportStartup("query", null);
         },
         (err: Error) => {
@@ -139,6 +189,8 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
     async stopped() {
       startAbort?.abort();
       await startup;
+      health?.stop();
+      health = null;
       results = null;
     },
   };

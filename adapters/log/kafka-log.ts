@@ -328,6 +328,9 @@ class KafkaConsumer implements LogConsumer {
   private generation = 0;
   /** A generation the broker already declared over (a commit was refused for a rebalance). */
   private lostGeneration = -1;
+  /** The last generation whose rebalance was reported (onRebalancing once per generation). */
+  private rebalancingGeneration = -1;
+  private hooks: ConsumerHooks | null = null;
   private running = false;
   private draining = false;
   private readonly inFlight = new Set<Promise<number>>();
@@ -346,15 +349,25 @@ class KafkaConsumer implements LogConsumer {
   async run(hooks: ConsumerHooks): Promise<void> {
     if (this.running) return;
     this.running = true;
+    this.hooks = hooks;
+    const contact = () => hooks.onContact?.();
+    const { events } = this.consumer;
     // GROUP_JOIN fires synchronously after each join+sync, before the first fetch of the new
     // assignment: the one place kafkajs tells us which partitions we now own.
     const removers = [
-      this.consumer.on(this.consumer.events.GROUP_JOIN, event => {
+      this.consumer.on(events.GROUP_JOIN, event => {
         this.generation += 1;
         this.rerunDelayMs = 1000;
         const assigned = (event.payload.memberAssignment[this.topic] ?? []).slice().sort((a, b) => a - b);
+        contact();
         hooks.onAssignment(assigned, this.generation);
       }),
+      // kafkajs found the group rebalancing (its heartbeat or fetch was refused) and rejoins.
+      this.consumer.on(events.REBALANCING, () => this.rebalancing()),
+      // Answers from the broker: it is reachable (readiness asks how long ago the last one came).
+      this.consumer.on(events.FETCH, contact),
+      this.consumer.on(events.HEARTBEAT, contact),
+      this.consumer.on(events.COMMIT_OFFSETS, contact),
       this.consumer.on(this.consumer.events.CRASH, event => {
         if (!this.running) return;
         const err = event.payload.error;
@@ -382,6 +395,13 @@ class KafkaConsumer implements LogConsumer {
       for (const remove of removers) remove();
       throw asUnavailable("consumer start", err);
     }
+  }
+
+  /** The group is rebalancing: said once per generation, until the next join ends it. */
+  private rebalancing(): void {
+    if (!this.running || this.rebalancingGeneration === this.generation) return;
+    this.rebalancingGeneration = this.generation;
+    this.hooks?.onRebalancing?.(this.generation);
   }
 
   private scheduleRerun(hooks: ConsumerHooks): void {
@@ -429,7 +449,12 @@ class KafkaConsumer implements LogConsumer {
             partition: batch.partition,
             messages,
             highWatermark: Number(batch.highWatermark),
-            heartbeat,
+            // A heartbeat refused for a rebalance inside a batch is the member's first news of it.
+            heartbeat: () =>
+              heartbeat().catch((err: unknown) => {
+                if (isRebalanceError(err)) this.rebalancing();
+                throw err;
+              }),
             isActive: () =>
               !isStale() && generation === this.generation && generation !== this.lostGeneration,
           },
@@ -461,6 +486,7 @@ class KafkaConsumer implements LogConsumer {
       // more; the group reassigns the partitions and the next owner replays from the last commit.
       if (isRebalanceError(err)) {
         this.lostGeneration = this.generation;
+        this.rebalancing();
         throw err;
       }
       const e = err as Error & { retriable?: boolean };

@@ -54,6 +54,17 @@ export interface ConsumerHooks {
    * The consumer rejoins by itself; `generation` is the one that ended the old assignment.
    */
   onLeft?(err: unknown, generation: number): void;
+  /**
+   * The group is rebalancing: the member's assignment of `generation` is being revoked, and the
+   * next `onAssignment` (or `onLeft`) ends the rebalance. Called once per generation, when the
+   * member learns of it (a heartbeat, fetch or commit refused for a rebalance).
+   */
+  onRebalancing?(generation: number): void;
+  /**
+   * The log answered this member (a fetch, heartbeat, commit or join): it is reachable. Called
+   * often (every fetch); keep it cheap. The embedded log never calls it: it is in the process.
+   */
+  onContact?(): void;
 }
 
 export interface LogConsumer {

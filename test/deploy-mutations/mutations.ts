@@ -116,16 +116,34 @@ export const MUTATIONS: Mutation[] = [
   },
   // Probes and health checks.
   {
-    id: "syntax error in the actors' readiness script",
+    id: "actors readiness probe asks /ready (a path nothing serves)",
     file: "k8s/actors.yaml",
-    from: "process.exit(/^stock_partitions_owned[{ ]/m.test(t) ? 0 : 1), () => process.exit(1))",
-    to: "process.exit(/^stock_partitions_owned[{ ]/m.test(t) ? 0 : 1), () => process.exit(1)",
+    from: "              path: /readyz\n",
+    to: "              path: /ready\n",
   },
   {
-    id: "readiness script reads a metric that does not exist",
+    id: "actors readiness probe back on /metrics (always 200: ready forever)",
     file: "k8s/actors.yaml",
-    from: "/^stock_partitions_owned[{ ]/m",
-    to: "/^stock_partition_owned[{ ]/m",
+    from: "              path: /readyz\n",
+    to: "              path: /metrics\n",
+  },
+  {
+    id: "actors readiness probe on the gateway port, which actors pods do not serve",
+    file: "k8s/actors.yaml",
+    from: "              path: /readyz\n              port: metrics",
+    to: "              path: /readyz\n              port: 5000",
+  },
+  {
+    id: "actors liveness probe asks /readyz (a Kafka outage would restart every pod)",
+    file: "k8s/actors.yaml",
+    from: "          livenessProbe:\n            httpGet:\n              path: /healthz",
+    to: "          livenessProbe:\n            httpGet:\n              path: /readyz",
+  },
+  {
+    id: "actors readiness takes 12 failures (a pod cut from Kafka stays ready for a minute)",
+    file: "k8s/actors.yaml",
+    from: "            timeoutSeconds: 3\n            failureThreshold: 2",
+    to: "            timeoutSeconds: 3\n            failureThreshold: 12",
   },
   {
     id: "Dockerfile HEALTHCHECK reads e.PROT",
@@ -182,6 +200,30 @@ export const MUTATIONS: Mutation[] = [
     file: "k8s/gateway.yaml",
     from: "                  optional: false\n            # V8",
     to: "                  optional: true\n            # V8",
+  },
+  {
+    id: "INGEST_AUTH off in the base ConfigMap (ingest open by default)",
+    file: "k8s/configmap.yaml",
+    from: "INGEST_AUTH: required",
+    to: 'INGEST_AUTH: "off"',
+  },
+  {
+    id: "INGEST_AUTH auto in the base (an empty token opens ingest again)",
+    file: "k8s/configmap.yaml",
+    from: "INGEST_AUTH: required",
+    to: "INGEST_AUTH: auto",
+  },
+  {
+    id: "ingest-auth-off component without its INGEST_AUTH=off (gateways refuse to start)",
+    file: "k8s/components/ingest-auth-off/kustomization.yaml",
+    from: '                  - name: INGEST_AUTH\n                    value: "off"\n',
+    to: "",
+  },
+  {
+    id: "ingest-auth-off component with a bare off (a boolean in kubectl's YAML 1.1)",
+    file: "k8s/components/ingest-auth-off/kustomization.yaml",
+    from: 'value: "off"',
+    to: "value: off",
   },
   {
     id: "seccompProfile removed from the actors pods",

@@ -116,6 +116,10 @@ async function getJson<T>(url: string): Promise<{ status: number; body: T }> {
   return { status: r.status, body: (await r.json()) as T };
 }
 
+/** GET /readyz on the metrics port: the actors' own readiness. */
+const actorsReadiness = (port: number) =>
+  getJson<{ status: string; reason?: string; partitions: number[] }>(`http://127.0.0.1:${port}/readyz`);
+
 const count = (p: AppProcess, pattern: RegExp) => p.output.filter(l => pattern.test(l)).length;
 
 function start(name: string, s: TestScenario, env: Record<string, string>): AppProcess {
@@ -198,6 +202,12 @@ describe("waiting for dependencies instead of exiting", () => {
     expect(waiting.body.status).toBe("not ready");
     expect((await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(3000) })).status).toBe(200);
     expect(holdsAssignment(await metrics(metricsPort))).toBe(false);
+    // The actors' own readiness, on the metrics port: not joined, and why.
+    const actorsWaiting = await actorsReadiness(metricsPort);
+    expect(actorsWaiting.status).toBe(503);
+    expect(actorsWaiting.body.reason).toMatch(
+      /^group: not joined: waiting since .*reach the log \(Kafka\) failed/,
+    );
     expect(node.running).toBe(true);
     expect(count(node, /actors waiting:/)).toBe(1);
 
@@ -214,6 +224,10 @@ describe("waiting for dependencies instead of exiting", () => {
     const expected = replay(placed, settingsOf({}));
     expect(await readTicks(db)).toEqual(expectedTickRows(placed, expected));
     await waitFor("/readyz to answer 200", async () => (await getJson(`${base}/readyz`)).status === 200);
+    await waitFor(
+      "the actors' /readyz to answer 200",
+      async () => (await actorsReadiness(metricsPort)).status === 200,
+    );
     const text = await metrics(metricsPort);
     expect(holdsAssignment(text)).toBe(true);
     expect(text).toMatch(/^stock_snapshot_cache_up(\{[^}]*\})? 0$/m);
@@ -237,8 +251,23 @@ describe("waiting for dependencies instead of exiting", () => {
     await produce(s.topic, messages.slice(0, 1500));
     await waitUntilAllCommitted(s);
     expect(holdsAssignment(await metrics(metricsPort))).toBe(true);
+    expect((await actorsReadiness(metricsPort)).body).toMatchObject({
+      status: "ready",
+      partitions: [0, 1, 2],
+    });
 
     await kafka.stop();
+    // Unready over HTTP once Kafka stops answering the member, whichever way it is seen first.
+    const lost = await waitFor(
+      "the actors' /readyz to answer 503",
+      async () => {
+        const r = await actorsReadiness(metricsPort);
+        return r.status === 503 ? r : undefined;
+      },
+      90000,
+      250,
+    );
+    expect(lost.body.reason).toMatch(/Kafka unreachable|out of the consumer group|rebalancing/);
     // The consumer drops out of the group: not ready (no assignment) until it is back.
     await node.waitForLine(/actors out of the consumer group:/, 90000);
     await waitFor(
@@ -252,6 +281,11 @@ describe("waiting for dependencies instead of exiting", () => {
 
     await kafka.start();
     await node.waitForLine(/actors back in the consumer group after/, 90000);
+    await waitFor(
+      "the actors' /readyz to answer 200 again",
+      async () => (await actorsReadiness(metricsPort)).status === 200,
+      60000,
+    );
     await produce(s.topic, messages.slice(1500));
     await waitUntilAllCommitted(s);
     const expected = replay(placed, settingsOf({}));

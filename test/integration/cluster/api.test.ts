@@ -176,24 +176,65 @@ describe("REST API", () => {
     expect((await getJson<ErrorBody>(`${base}/api/aggregates/NOPE`)).status).toBe(404);
   });
 
-  it("reports ready only while its dependencies answer", async () => {
-    expect((await getJson<{ status: string }>(`${base}/readyz`)).body.status).toBe("ready");
+  it("stays ready while Postgres is away, saying so, and answers the Postgres reads 503 until it is back", async () => {
+    interface Readiness {
+      status: string;
+      checks: Record<string, string>;
+    }
+    expect((await getJson<Readiness>(`${base}/readyz`)).body.status).toBe("ready");
     await proxy.cut();
     try {
-      const down = await waitFor(
-        "/readyz to fail",
+      // A read either meets the outage itself or the background probe (every 5 s) saw it first:
+      // either way the answer is 503 POSTGRES_UNAVAILABLE, never a 500 or a hang.
+      const refused = await waitFor(
+        "/api/symbols to answer 503",
         async () => {
-          const r = await getJson<{ checks: Record<string, string> }>(`${base}/readyz`);
+          const r = await getJson<ErrorBody & { retryable?: boolean }>(`${base}/api/symbols`);
           return r.status === 503 ? r.body : null;
         },
-        60000,
+        30000,
       );
-      expect(down.checks.database).not.toBe("ok");
-      expect(down.checks.log).toBe("ok");
+      expect(refused).toEqual({
+        error: expect.stringMatching(
+          /^Postgres unreachable since \S+: Postgres: .*; the query API answers again once it is back$/,
+        ),
+        type: "POSTGRES_UNAVAILABLE",
+        retryable: true,
+      });
+      // Every read that needs Postgres answers at once, from the cached state.
+      for (const path of [
+        `/api/symbols/${symbol}/history`,
+        "/api/signals",
+        `/api/aggregates/${symbol}`,
+        `/api/report/${symbol}`,
+      ]) {
+        const started = Date.now();
+        const r = await getJson<ErrorBody>(`${base}${path}`);
+        expect({ path, status: r.status, type: r.body.type }).toEqual({
+          path,
+          status: 503,
+          type: "POSTGRES_UNAVAILABLE",
+        });
+        expect(Date.now() - started).toBeLessThan(1000);
+      }
+      // The node stays in its Service: ingest needs only the log.
+      const ready = await getJson<Readiness>(`${base}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(ready.body.status).toBe("ready");
+      expect(ready.body.checks.log).toBe("ok");
+      expect(ready.body.checks.ingest).toBe("ok");
+      expect(ready.body.checks.database).toMatch(/^degraded: Postgres: /);
+      expect((await postJson(`${base}/ingest`, [{ ...ticks[0], stock_symbol: "PGDOWN" }])).status).toBe(200);
       expect((await getJson(`${base}/healthz`)).status).toBe(200);
     } finally {
       await proxy.restore();
     }
-    await waitFor("/readyz to recover", async () => (await getJson(`${base}/readyz`)).status === 200, 60000);
+    await waitFor(
+      "/api/symbols to answer 200 again",
+      async () => (await getJson(`${base}/api/symbols`)).status === 200,
+      30000,
+    );
+    const after = await getJson<Readiness>(`${base}/readyz`);
+    expect([after.status, after.body.checks.database]).toEqual([200, "ok"]);
   });
 });

@@ -2,7 +2,6 @@ import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import vm from "node:vm";
 import { parseAllDocuments } from "yaml";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
 import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
@@ -11,16 +10,17 @@ import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/Netw
 import type { IPodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import type { IConfigMap } from "kubernetes-models/v1/ConfigMap";
 import type { IContainer } from "kubernetes-models/v1/Container";
+import type { IEnvVar } from "kubernetes-models/v1/EnvVar";
 import type { IPodTemplateSpec } from "kubernetes-models/v1/PodTemplateSpec";
 import type { IProbe } from "kubernetes-models/v1/Probe";
 import type { ISecret } from "kubernetes-models/v1/Secret";
 import type { IService } from "kubernetes-models/v1/Service";
 import { Resources } from "../../../adapters/resources";
 import { ALL_SERVICES, CONFIG_VARIABLES, loadConfig, type Config } from "../../../lib/config";
-import { METRIC } from "../../../lib/metrics";
+import { ACTORS_HEALTH_PATHS } from "../../../services/actors/metrics-port";
 import createGatewayService from "../../../services/gateway.service";
 import { schemaErrors, unknownFields } from "./kube-schema";
-import { exportedSeries, metricsEndpoint } from "./metric-series";
+import { metricsEndpoint } from "./metric-series";
 import { isRecord, listFiles, readText, readYamlDocuments, rel, ROOT } from "./repo-files";
 
 /**
@@ -316,37 +316,24 @@ function restrictedViolations(w: Workload): string[] {
   return problems;
 }
 
-/** Runs a probe or HEALTHCHECK `node -e` script in a sandbox: the URL it fetches and its exit code. */
-async function runNodeScript(
-  script: string,
-  env: Record<string, string>,
-  body: string,
-): Promise<{ url?: string; code?: number }> {
-  const seen: { url?: string; code?: number } = {};
-  let done: () => void = () => undefined;
-  const finished = new Promise<void>(resolve => (done = resolve));
-  const exit = (code: number) => {
-    seen.code ??= code;
-    done();
-  };
-  const sandbox = {
-    process: { env, exit },
-    AbortSignal: { timeout: () => undefined },
-    fetch: (url: string) => {
-      seen.url = url;
-      return Promise.resolve({ ok: true, status: 200, text: () => Promise.resolve(body) });
-    },
-  };
-  vm.runInNewContext(script, sandbox, { timeout: 1000 });
-  await Promise.race([finished, new Promise(resolve => setTimeout(resolve, 1000))]);
-  return seen;
-}
-
 /** A YAML text in a temporary file, read back by the helpers that read files. */
 function writeTemp(text: string): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "stock-patch-")), "patch.yaml");
   fs.writeFileSync(file, text);
   return file;
+}
+
+/**
+ * A container with a strategic-merge patch of its env applied, as kustomize does: entries merge by
+ * name, `$patch: delete` removes one, new ones come first.
+ */
+function mergeEnv(c: IContainer, patch: (IEnvVar & { $patch?: string })[]): IContainer {
+  const byName = new Map(patch.map(e => [e.name, e]));
+  const kept = (c.env ?? [])
+    .filter(e => byName.get(e.name)?.$patch !== "delete")
+    .map(e => (byName.has(e.name) ? { ...e, ...byName.get(e.name) } : e));
+  const added = patch.filter(e => !e.$patch && !(c.env ?? []).some(x => x.name === e.name));
+  return { ...c, env: [...added, ...kept] };
 }
 
 describe("Kubernetes manifests (k8s/)", () => {
@@ -589,8 +576,11 @@ describe("Kubernetes manifests (k8s/)", () => {
             else if (!gatewayPaths.has(probe.httpGet.path ?? "/"))
               problems.push(`${where}: not a gateway GET route`);
           } else if (port === config.metricsPort) {
-            if (probe.httpGet.path !== reporter.path)
-              problems.push(`${where}: the reporter serves ${reporter.path}`);
+            // The reporter's path, and the health endpoints of a node that runs the actors.
+            const served = [reporter.path];
+            if (config.services.includes("actors")) served.push(...Object.values(ACTORS_HEALTH_PATHS));
+            if (!served.includes(probe.httpGet.path ?? "/"))
+              problems.push(`${where}: METRICS_PORT serves ${served.join(", ")} here`);
           } else problems.push(`${where}: neither PORT nor METRICS_PORT`);
         }
       }
@@ -606,16 +596,30 @@ describe("Kubernetes manifests (k8s/)", () => {
       expect(c.startupProbe?.httpGet?.path).toBe("/healthz");
     });
 
-    it("call actors ready once the node holds a partition assignment, read from its own /metrics", () => {
+    it("check actors readiness with GET /readyz on the metrics port (group membership and Kafka), not a script", () => {
       const c = containersOf(deployment("actors")).find(isAppContainer)!;
-      const script = (c.readinessProbe?.exec?.command ?? []).join(" ");
-      const series = exportedSeries();
-      const wanted = METRIC.ownedPartitions.replace(/\./g, "_");
-      const named = [...new Set(script.match(/\bstock_\w+/g) ?? [])];
-      expect(named).toEqual([wanted]);
-      expect(series.has(wanted)).toBe(true);
-      expect(script).toContain(metricsEndpoint(configOf(c)).path);
-      expect(script).toContain("process.env.METRICS_PORT");
+      const config = configOf(c);
+      const probe = c.readinessProbe;
+      expect(probe?.exec).toBeUndefined();
+      expect(probe?.httpGet?.path).toBe(ACTORS_HEALTH_PATHS.readiness);
+      expect(portNumber(c, probe?.httpGet?.port)).toBe(config.metricsPort);
+      // Two failures at most: a pod cut from Kafka leaves readiness within a few periods.
+      expect((probe?.periodSeconds ?? 10) * (probe?.failureThreshold ?? 3)).toBeLessThanOrEqual(30);
+      expect(probe?.timeoutSeconds ?? 1).toBeGreaterThanOrEqual(3);
+    });
+
+    it("keep liveness and start-up probes off /readyz, so an outage of Kafka restarts no pod", () => {
+      for (const { w, c } of appContainers) {
+        for (const kind of ["startupProbe", "livenessProbe"] as const) {
+          const path = c[kind]?.httpGet?.path;
+          expect({ workload: w.name, kind, path, ok: path !== undefined && path !== "/readyz" }).toEqual({
+            workload: w.name,
+            kind,
+            path,
+            ok: true,
+          });
+        }
+      }
     });
 
     it("give each node longer to stop than SHUTDOWN_GRACE_MS plus bin/start.ts's hard-exit margin (and preStop)", () => {
@@ -754,18 +758,103 @@ describe("Kubernetes manifests (k8s/)", () => {
       for (const r of refs) expect(r).toEqual({ ...r, optional: false });
     });
 
+    const gateway = () => containersOf(deployment("gateway")).find(isAppContainer)!;
+    /** The Secret template with INGEST_TOKEN set to `token` (undefined: the key is missing). */
+    const secretWithToken = (token: string | undefined): ISecret => {
+      const stringData = { ...(secretTemplate?.object.stringData ?? {}) };
+      if (token === undefined) delete stringData.INGEST_TOKEN;
+      else stringData.INGEST_TOKEN = token;
+      return { ...secretTemplate!.object, stringData };
+    };
+    /** The component's patch of the gateway Deployment, and the gateway container it makes. */
+    const component = () => {
+      const k = kustomizations.get("k8s/components/ingest-auth-off");
+      const [patch] = k?.patches ?? [];
+      const patched = readYamlDocuments(writeTemp(patch?.patch ?? ""))[0]?.value as IDeployment | undefined;
+      const containers = patched?.spec?.template.spec?.containers ?? [];
+      return { kustomization: k, patch, containers, gateway: mergeEnv(gateway(), containers[0]?.env ?? []) };
+    };
+
+    it("requires ingest authentication in the base: INGEST_AUTH=required, and the gateway gets its token", () => {
+      for (const secret of [secretTemplate, ...devSecrets]) {
+        const config = configOf(gateway(), secret?.object);
+        expect({
+          secret: secret?.file,
+          auth: config.ingest.auth,
+          token: Boolean(config.ingest.token),
+        }).toEqual({
+          secret: secret?.file,
+          auth: "required",
+          token: true,
+        });
+      }
+    });
+
+    it.each([
+      ["missing", undefined],
+      ["empty", ""],
+    ])(
+      "stops a gateway whose Secret has the INGEST_TOKEN %s (the app refuses it, naming both variables)",
+      (_, token) => {
+        expect(() => configOf(gateway(), secretWithToken(token))).toThrow(
+          /INGEST_TOKEN: must be set \(not empty\) when INGEST_AUTH=required/,
+        );
+      },
+    );
+
+    it("needs no token on the actors pods, which run no gateway", () => {
+      const actors = containersOf(deployment("actors")).find(isAppContainer)!;
+      expect(configOf(actors, secretWithToken(undefined)).ingest).toMatchObject({
+        auth: "required",
+        token: undefined,
+      });
+    });
+
     it("offers unauthenticated ingest only as the explicit component ingest-auth-off, outside the base", () => {
-      const component = kustomizations.get("k8s/components/ingest-auth-off");
-      expect(component?.kind).toBe("Component");
-      expect(component?.patches).toHaveLength(1);
-      const [patch] = component!.patches!;
+      const { kustomization, patch, containers } = component();
+      expect(kustomization?.kind).toBe("Component");
+      expect(kustomization?.patches).toHaveLength(1);
       expect(patch.target).toMatchObject({ kind: "Deployment", name: "gateway" });
-      const patched = readYamlDocuments(writeTemp(patch.patch ?? ""))[0].value as IDeployment;
-      const containers = patched.spec?.template.spec?.containers ?? [];
       expect(containers.map(c => c.name)).toEqual(containersOf(deployment("gateway")).map(c => c.name));
-      expect(containers[0].env).toEqual([{ name: "INGEST_TOKEN", $patch: "delete" }]);
+      expect(containers[0].env).toEqual([
+        { name: "INGEST_AUTH", value: "off" },
+        { name: "INGEST_TOKEN", $patch: "delete" },
+      ]);
       for (const k of kustomizations.values())
         expect(k.components ?? []).not.toContain(expect.stringContaining("ingest-auth-off"));
+    });
+
+    it("lets a gateway with the component start without the Secret key, with INGEST_AUTH=off", () => {
+      const patched = component().gateway;
+      expect((patched.env ?? []).map(e => e.name)).not.toContain("INGEST_TOKEN");
+      const config = configOf(patched, secretWithToken(undefined));
+      expect(config.ingest).toMatchObject({ auth: "off", token: undefined });
+    });
+
+    it("writes every env value and ConfigMap value as a string for kubectl's YAML 1.1 too (off, no, yes are booleans there)", () => {
+      const problems: string[] = [];
+      const check = (where: string, value: unknown) => {
+        if (value !== undefined && typeof value !== "string")
+          problems.push(`${where}: ${JSON.stringify(value)}`);
+      };
+      const texts = yamlFiles.map(f => ({ file: rel(f), text: fs.readFileSync(f, "utf8") }));
+      for (const k of kustomizationFiles)
+        for (const p of (readYamlDocuments(k)[0].value as Kustomization).patches ?? [])
+          if (p.patch) texts.push({ file: `${rel(k)} patch`, text: p.patch });
+      for (const { file, text } of texts) {
+        for (const doc of parseAllDocuments(text, { version: "1.1" })) {
+          const o = doc.toJS() as Manifest["object"] | null;
+          if (!isRecord(o)) continue;
+          if (o.kind === "ConfigMap")
+            for (const [k, v] of Object.entries((o.data ?? {}) as Record<string, unknown>))
+              check(`${file} ConfigMap data ${k}`, v);
+          const spec = (o as { spec?: { template?: IPodTemplateSpec } }).spec?.template?.spec;
+          for (const c of [...(spec?.initContainers ?? []), ...(spec?.containers ?? [])])
+            for (const e of c.env ?? [])
+              check(`${file} ${c.name} env ${e.name}`, (e as { value?: unknown }).value);
+        }
+      }
+      expect(problems).toEqual([]);
     });
   });
 
@@ -986,25 +1075,6 @@ describe("Kubernetes manifests (k8s/)", () => {
     });
   });
 
-  describe("the actors' readiness script", () => {
-    const c = containersOf(deployment("actors")).find(isAppContainer)!;
-    const command = c.readinessProbe?.exec?.command ?? [];
-    const script = command[command.indexOf("-e") + 1] ?? "";
-    const owned = `${METRIC.ownedPartitions.replace(/\./g, "_")}{nodeID="a"} 3`;
-
-    it("is `node -e` with a script that compiles", () => {
-      expect(command.slice(0, 2)).toEqual(["node", "-e"]);
-      expect(() => new vm.Script(script)).not.toThrow();
-    });
-
-    it("asks the pod's own METRICS_PORT and path, and is ready only once the assignment gauge is there", async () => {
-      const env = { METRICS_PORT: "3999" };
-      const ready = await runNodeScript(script, env, `# HELP x\n${owned}\n`);
-      expect(ready).toEqual({ url: `http://127.0.0.1:3999${metricsEndpoint(configOf(c)).path}`, code: 0 });
-      expect((await runNodeScript(script, env, "process_uptime 3\n")).code).toBe(1);
-    });
-  });
-
   describe("kustomize builds (kubectl kustomize)", () => {
     const kubectl = ["/usr/bin/kubectl", "/usr/local/bin/kubectl"].find(f => fs.existsSync(f));
     const build = (dir: string) =>
@@ -1024,7 +1094,7 @@ describe("Kubernetes manifests (k8s/)", () => {
     });
 
     run(
-      "build an overlay with ingest-auth-off whose gateway reads no INGEST_TOKEN, and nothing else changed",
+      "build an overlay with ingest-auth-off whose gateway has INGEST_AUTH=off and reads no INGEST_TOKEN, and nothing else changed",
       () => {
         const overlay = fs.mkdtempSync(path.join(os.tmpdir(), "stock-overlay-"));
         try {
@@ -1040,9 +1110,14 @@ describe("Kubernetes manifests (k8s/)", () => {
               objects.find(
                 o => o.kind === "Deployment" && o.metadata?.name === "gateway",
               ) as unknown as IDeployment
-            ).spec!.template.spec!.containers[0].env!.map(e => e.name);
-          expect(envOf(base)).toContain("INGEST_TOKEN");
-          expect(envOf(patched)).toEqual(envOf(base).filter(n => n !== "INGEST_TOKEN"));
+            ).spec!.template.spec!.containers[0].env!;
+          const names = (objects: Manifest["object"][]) => envOf(objects).map(e => e.name);
+          expect(names(base)).toContain("INGEST_TOKEN");
+          expect(names(base)).not.toContain("INGEST_AUTH");
+          expect(names(patched).sort()).toEqual(
+            [...names(base).filter(n => n !== "INGEST_TOKEN"), "INGEST_AUTH"].sort(),
+          );
+          expect(envOf(patched).find(e => e.name === "INGEST_AUTH")?.value).toBe("off");
           expect(patched.length).toBe(base.length);
         } finally {
           fs.rmSync(overlay, { recursive: true, force: true });

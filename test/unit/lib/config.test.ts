@@ -78,34 +78,104 @@ describe("loadConfig", () => {
     ["RSI_OVERSOLD", "80", /RSI_OVERSOLD \(got "80"\): must be below RSI_OVERBOUGHT/],
     ["LOG_LEVEL", "loud", /LOG_LEVEL/],
     ["INGEST_BODY_LIMIT", "huge", /INGEST_BODY_LIMIT .*size such as 512kb or 5mb/],
+    ["INGEST_AUTH", "optional", /INGEST_AUTH \(got "optional"\): must be auto, required, off/],
   ])("rejects %s=%s with a message naming the variable", (name, value, message) => {
     expect(() => loadConfig({ [name]: value })).toThrow(ConfigError);
     expect(() => loadConfig({ [name]: value })).toThrow(message);
+  });
+
+  describe("INGEST_AUTH", () => {
+    const GATEWAY = { SERVICES: "gateway,ingest,query,notifier" };
+
+    it("defaults to auto: a token is required exactly when INGEST_TOKEN is set", () => {
+      expect(loadConfig({}).ingest).toMatchObject({ auth: "auto", token: undefined, tokenIgnored: false });
+      expect(loadConfig({ INGEST_TOKEN: "s3cret" }).ingest).toMatchObject({ auth: "auto", token: "s3cret" });
+      expect(loadConfig({ INGEST_AUTH: " AUTO " }).ingest.auth).toBe("auto");
+    });
+
+    it("required: a gateway node gets its token", () => {
+      const c = loadConfig({ ...GATEWAY, INGEST_AUTH: "required", INGEST_TOKEN: "s3cret" });
+      expect(c.ingest).toMatchObject({ auth: "required", token: "s3cret", tokenIgnored: false });
+    });
+
+    it.each([
+      ["unset", {}],
+      ["empty", { INGEST_TOKEN: "" }],
+      ["blank", { INGEST_TOKEN: "   " }],
+    ])(
+      "required: a gateway node with the token %s refuses to start, naming INGEST_TOKEN and INGEST_AUTH",
+      (_, token) => {
+        for (const services of [GATEWAY, {}]) {
+          const load = () => loadConfig({ ...services, INGEST_AUTH: "required", ...token });
+          expect(load).toThrow(ConfigError);
+          expect(load).toThrow(
+            /^invalid configuration: INGEST_TOKEN.*: must be set \(not empty\) when INGEST_AUTH=required and this node runs the gateway .*INGEST_AUTH=off/,
+          );
+        }
+      },
+    );
+
+    it("required: a node without the gateway (actors, ingest alone) needs no token", () => {
+      for (const SERVICES of ["actors", "ingest,query", "notifier"])
+        expect(loadConfig({ SERVICES, INGEST_AUTH: "required" }).ingest).toMatchObject({
+          auth: "required",
+          token: undefined,
+        });
+    });
+
+    it("off: no token is required, and a token that is set is ignored (and said to be)", () => {
+      expect(loadConfig({ ...GATEWAY, INGEST_AUTH: "off" }).ingest).toMatchObject({
+        auth: "off",
+        token: undefined,
+        tokenIgnored: false,
+      });
+      expect(loadConfig({ ...GATEWAY, INGEST_AUTH: "Off", INGEST_TOKEN: "s3cret" }).ingest).toMatchObject({
+        auth: "off",
+        token: undefined,
+        tokenIgnored: true,
+      });
+    });
   });
 
   it("treats empty variables as unset", () => {
     expect(loadConfig({ KAFKA_BROKERS: "", PORT: "" }).kafka.brokers).toBeUndefined();
   });
 
-  it("stops start-up with a one-line message naming the variable", () => {
+  /** Runs bin/start.ts with `env` (a bad configuration stops it before anything starts). */
+  function start(env: Record<string, string>): { status: number | null; stderr: string } {
     const root = path.resolve(__dirname, "../../..");
-    let stderr = "";
-    let status: number | null = 0;
     try {
       execFileSync(process.execPath, ["--import", "tsx", path.join(root, "bin/start.ts")], {
         cwd: root,
-        env: { PATH: process.env.PATH, KAFKA_PARTITIONS: "abc" },
+        env: { PATH: process.env.PATH, ...env },
         stdio: ["ignore", "pipe", "pipe"],
         timeout: 30000,
       });
+      return { status: 0, stderr: "" };
     } catch (err) {
       const e = err as { status: number | null; stderr: Buffer };
-      status = e.status;
-      stderr = e.stderr.toString();
+      return { status: e.status, stderr: e.stderr.toString() };
     }
+  }
+
+  it("stops start-up with a one-line message naming the variable", () => {
+    const { status, stderr } = start({ KAFKA_PARTITIONS: "abc" });
     expect(status).toBe(1);
     const lines = stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/KAFKA_PARTITIONS \(got "abc"\): must be a whole number/);
+  });
+
+  it("stops a gateway node with INGEST_AUTH=required and an empty INGEST_TOKEN, in one line", () => {
+    const { status, stderr } = start({
+      SERVICES: "gateway,ingest",
+      INGEST_AUTH: "required",
+      INGEST_TOKEN: "",
+      DATA_DIR: "memory",
+    });
+    expect(status).toBe(1);
+    const lines = stderr.trim().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/^invalid configuration: INGEST_TOKEN: must be set .*INGEST_AUTH=required/);
   });
 });
