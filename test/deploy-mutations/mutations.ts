@@ -281,6 +281,12 @@ export const MUTATIONS: Mutation[] = [
     from: "image: nats:2.14.5-alpine",
     to: "image: nats:2.14-alpine",
   },
+  {
+    id: "dev Kafka image without its digest",
+    file: "k8s/dev/kafka.yaml",
+    from: "image: apache/kafka:3.9.1@sha256:4ceccc577f03f51f6af8dbfda55194d0d892f4fa7913ffbded567ce3895622ed",
+    to: "image: apache/kafka:3.9.1",
+  },
   // Dev Redis.
   {
     id: "Redis AOF removed",

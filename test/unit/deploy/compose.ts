@@ -923,7 +923,7 @@ export function checkBindMounts(p: Project): string[] {
 /** Version components a tag must have to name one release: two where releases are major.minor. */
 const VERSION_PARTS: Record<string, number> = { postgres: 2, "dpage/pgadmin4": 2 };
 
-/** Every image names one release: a full version tag (or a digest); never latest or a floating tag. */
+/** Every image names one release: a full version tag, a digest, or both; never latest or a floating tag. */
 export function checkImages(p: Project): string[] {
   const problems: string[] = [];
   for (const [name, s] of entries(p)) {
@@ -949,9 +949,10 @@ export function checkImages(p: Project): string[] {
     }
     const version = /^v?(\d+(?:\.\d+)*)(?:-[\w.]+)?$/.exec(ref.tag);
     const wanted = VERSION_PARTS[ref.repository] ?? 3;
-    if (!ref.digest && (!version || version[1].split(".").length < wanted)) {
+    // Beside a digest too: the tag is what a reader takes the digest for, so it names one release.
+    if (!version || version[1].split(".").length < wanted) {
       problems.push(
-        `${name}: ${s.image} is a floating tag; pin a full version (${wanted} components) or a digest`,
+        `${name}: ${s.image} is a floating tag; pin a full version (${wanted} components) or a digest alone`,
       );
     }
   }

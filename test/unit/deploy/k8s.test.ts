@@ -727,13 +727,17 @@ describe("Kubernetes manifests (k8s/)", () => {
     }
   });
 
-  it("pins every image other than the app's to an exact version (major.minor.patch) or a digest", () => {
+  it("pins every image other than the app's to an exact version with its digest beside it", () => {
     const images = workloads
       .flatMap(w => containersOf(w).map(c => c.image ?? ""))
       .filter(i => !isAppContainer({ name: "", image: i }));
     expect(images.length).toBeGreaterThan(0);
-    for (const image of images)
-      expect({ image, pinned: isPinnedImage(image) }).toEqual({ image, pinned: true });
+    for (const image of images) {
+      const [tagged, digest] = image.split("@");
+      // The digest fixes the bytes; the exact tag beside it says to a reader what they are.
+      expect({ image, digest: /^sha256:[a-f0-9]{64}$/.test(digest ?? "") }).toEqual({ image, digest: true });
+      expect({ image, pinned: isPinnedImage(tagged) }).toEqual({ image, pinned: true });
+    }
   });
 
   it("pins the app image in the kustomization to an exact release tag or a digest, never a floating tag", () => {
