@@ -15,27 +15,22 @@ jest.setTimeout(120000);
 
 type Labels = Record<string, unknown>;
 
-/** The sum of a Moleculer metric's values whose labels include `match`. */
-function metricSum(node: StockNode, name: string, match: Labels): number {
+/**
+ * The sum over a Moleculer metric's items whose labels include `match`: of their values (counters),
+ * or of their observation counts (`count`, histograms).
+ */
+function metricSum(node: StockNode, name: string, match: Labels, field: "value" | "count" = "value"): number {
   const metric = node.broker.metrics.getMetric(name) as unknown as
-    { generateSnapshot(): { labels: Labels; value: number }[] } | undefined;
+    { generateSnapshot(): ({ labels: Labels } & Record<"value" | "count", number>)[] } | null | undefined;
   if (!metric) return 0;
   return metric
     .generateSnapshot()
     .filter(item => Object.entries(match).every(([k, v]) => item.labels[k] === v))
-    .reduce((sum, item) => sum + item.value, 0);
+    .reduce((sum, item) => sum + item[field], 0);
 }
 
 /** How many observations a Moleculer histogram holds under labels that include `match`. */
-function observations(node: StockNode, name: string, match: Labels): number {
-  const metric = node.broker.metrics.getMetric(name) as unknown as
-    { generateSnapshot(): { labels: Labels; count: number }[] } | undefined;
-  if (!metric) return 0;
-  return metric
-    .generateSnapshot()
-    .filter(item => Object.entries(match).every(([k, v]) => item.labels[k] === v))
-    .reduce((sum, item) => sum + item.count, 0);
-}
+const observations = (node: StockNode, name: string, match: Labels) => metricSum(node, name, match, "count");
 
 const restCalls = (node: StockNode) => metricSum(node, "moleculer.request.total", { action: "gateway.rest" });
 
