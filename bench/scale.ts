@@ -2,7 +2,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import v8 from "node:v8";
@@ -17,6 +16,7 @@ import { migrate } from "../adapters/sql/migrate";
 import { PostgresClient } from "../adapters/sql/postgres-client";
 import { parseMessage, type PriceTick } from "../domain/messages";
 import { SymbolActor, type ActorSnapshot } from "../domain/symbol-actor";
+import { freePort } from "../lib/net";
 import { partitionForKey } from "../lib/partitioner";
 import { ActorHost, type RestoreReason, type RestoreSource } from "../runtime/actor-host";
 import { emptyOutputs } from "../runtime/batch-outputs";
@@ -244,17 +244,6 @@ async function runChild(symbols: number): Promise<ChildReport> {
 
 // ---------------------------------------------------------------------------------------------
 // Baseline: an actors process at rest.
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function rssOf(pid: number): number {
   try {

@@ -1,15 +1,6 @@
 import { UnavailableError } from "../../../domain/errors";
+import { recordingLogger } from "../../support/logger";
 import { DependencyHealth } from "../../../lib/health";
-import type { Logger } from "../../../lib/logger";
-
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const add =
-    (level: string) =>
-    (...args: unknown[]) =>
-      lines.push(`${level} ${args.map(String).join(" ")}`);
-  return { lines, info: add("info"), warn: add("warn"), error: add("error"), debug: add("debug") };
-}
 
 const refused = () => new UnavailableError("Postgres: connect ECONNREFUSED 127.0.0.1:5432");
 

@@ -1,5 +1,5 @@
 import { UnavailableError, ValidationError } from "../../../domain/errors";
-import type { Logger } from "../../../lib/logger";
+import { recordingLogger } from "../../support/logger";
 import {
   describeOutage,
   nextBackoff,
@@ -8,15 +8,6 @@ import {
   untilAvailable,
   WaitAborted,
 } from "../../../lib/waiting";
-
-function recordingLogger(): Logger & { lines: string[] } {
-  const lines: string[] = [];
-  const add =
-    (level: string) =>
-    (...args: unknown[]) =>
-      lines.push(`${level} ${args.map(String).join(" ")}`);
-  return { lines, info: add("info"), warn: add("warn"), error: add("error"), debug: add("debug") };
-}
 
 const down = () => new UnavailableError("Postgres: connect ECONNREFUSED 127.0.0.1:5432");
 
