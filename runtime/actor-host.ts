@@ -178,7 +178,8 @@ export class ActorHost {
   /** The cache failed: it is left alone until then (ms since the epoch), then tried again. */
   private cacheRestAt = 0;
   private readonly cacheOutage: Outage;
-  private flushing = false;
+  /** The flush under way, if any (flushDue). */
+  private flushing: Promise<number> | null = null;
 
   constructor(private readonly options: ActorHostOptions) {
     this.chunkSize = options.chunkSize ?? 2000;
@@ -477,13 +478,19 @@ export class ActorHost {
    */
   async flushDue(all = false, now = Date.now()): Promise<number> {
     // One flush at a time: a partition stalled on Postgres holds its lock, and timer calls must
-    // not queue up behind it.
-    if (this.flushing) return 0;
-    this.flushing = true;
+    // not queue up behind it. The shutdown's flush (`all`) must not be skipped, though: a timer
+    // flush under way passes over partitions whose interval has not run out, so it waits for that
+    // one to end and then records every partition.
+    while (this.flushing) {
+      if (!all) return 0;
+      await this.flushing.catch(() => undefined);
+    }
+    const flush = this.flushEach(all, now);
+    this.flushing = flush;
     try {
-      return await this.flushEach(all, now);
+      return await flush;
     } finally {
-      this.flushing = false;
+      this.flushing = null;
     }
   }
 
