@@ -25,6 +25,16 @@ function argument(args: unknown, name: string): string | undefined {
 
 type Print = (line: string) => void;
 
+/** One row of `query.deadLetters`. */
+interface DeadLetterRow {
+  partition: number;
+  offset: number;
+  kind: string;
+  key: string | null;
+  reason: string;
+  created_at: string | Date;
+}
+
 function table(headers: string[], rows: (string | number)[][]): string {
   const cells = [headers, ...rows.map(r => r.map(String))];
   const widths = headers.map((_, i) => Math.max(...cells.map(r => r[i].length)));
@@ -175,6 +185,33 @@ export function replCommands(print: Print = line => console.log(line)): ReplComm
             ),
           );
           print(`total lag: ${rows.reduce((n, r) => n + r.lag, 0)}`);
+        } catch (err) {
+          print(failure(err));
+        }
+      },
+    },
+    {
+      command: "dead-letters [kind]",
+      description:
+        "The latest messages the actors did not apply, and why (kind: invalid, unappliable, refused)",
+      async action(broker, args) {
+        const kind = argument(args, "kind");
+        try {
+          const rows = await broker.call<DeadLetterRow[], object>("query.deadLetters", kind ? { kind } : {});
+          if (rows.length === 0) return print(kind ? `no dead letters of kind ${kind}` : "no dead letters");
+          print(
+            table(
+              ["partition", "offset", "kind", "key", "at", "reason"],
+              rows.map(r => [
+                r.partition,
+                r.offset,
+                r.kind,
+                r.key ?? "-",
+                new Date(r.created_at).toISOString(),
+                r.reason,
+              ]),
+            ),
+          );
         } catch (err) {
           print(failure(err));
         }

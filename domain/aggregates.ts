@@ -95,6 +95,11 @@ export class RunningAggregates {
     return this.count;
   }
 
+  /** Whether the totals and sums are still finite numbers (a snapshot can hold nothing else). */
+  isFinite(): boolean {
+    return Number.isFinite(this.totalVolume) && this.sumOpen.isFinite() && this.sumClose.isFinite();
+  }
+
   view(): RunningAggregateView {
     const n = this.count;
     const any = n > 0;

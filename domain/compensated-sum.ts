@@ -30,6 +30,11 @@ export class CompensatedSum {
     return this.sum + this.compensation;
   }
 
+  /** False once an addition overflowed (Infinity) or met an infinite operand (NaN then follows). */
+  isFinite(): boolean {
+    return Number.isFinite(this.sum) && Number.isFinite(this.compensation);
+  }
+
   reset(): void {
     this.sum = 0;
     this.compensation = 0;

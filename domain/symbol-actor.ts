@@ -232,6 +232,15 @@ export class SymbolActor {
     return isPriceTick(message) ? this.applyTick(message, offset) : this.applySide(message, offset);
   }
 
+  /**
+   * Whether every running number of the state is still finite. Input within the ingest bounds keeps
+   * it so over 2^32 ticks; a message after which it is not must not be applied: a snapshot can hold
+   * only finite numbers, and its results could not be stored.
+   */
+  isFinite(): boolean {
+    return this.aggregates.isFinite() && this.sma.isFinite() && this.ema.isFinite() && this.rsi.isFinite();
+  }
+
   view(): ActorView {
     return {
       symbol: this.symbol,

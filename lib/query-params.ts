@@ -59,7 +59,26 @@ export const aggregatesParams = z
   .object({ symbol, from: instant.optional(), to: instant.optional() })
   .refine(fromBeforeTo, rangeOrder);
 
+export const deadLetterParams = z.object({
+  partition: z
+    .union([z.number(), z.string()])
+    .transform((v, ctx) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) {
+        ctx.addIssue({ code: "custom", message: "must be a partition number (0 or more)" });
+        return z.NEVER;
+      }
+      return n;
+    })
+    .optional(),
+  kind: z
+    .enum(["invalid", "unappliable", "refused"], { error: 'must be "invalid", "unappliable" or "refused"' })
+    .optional(),
+  limit: limit(1000, 50),
+});
+
 export type HistoryParams = z.infer<typeof historyParams>;
+export type DeadLetterParams = z.infer<typeof deadLetterParams>;
 export type SignalsParams = z.infer<typeof signalsParams>;
 export type AggregatesParams = z.infer<typeof aggregatesParams>;
 

@@ -16,9 +16,18 @@ import { FencedError, isRetriable, StockError } from "../domain/errors";
 import type { Logger } from "../lib/logger";
 import { partitionForKey } from "../lib/partitioner";
 import { nextBackoff, Outage } from "../lib/waiting";
-import { applyChunk, parseLogMessage, type IdempotencyMark, type ParsedMessage } from "./apply-chunk";
-import { emptyOutputs } from "./batch-outputs";
-import type { ActorRecord, ResultsStore } from "./results-store";
+import { isDataError } from "../adapters/sql/errors";
+import {
+  applyChunk,
+  parseLogMessage,
+  UnappliableMessageError,
+  type IdempotencyMark,
+  type KeyedMark,
+  type ParsedMessage,
+  type Refusal,
+} from "./apply-chunk";
+import { emptyOutputs, type DeadLetterRow } from "./batch-outputs";
+import type { ActorRecord, ClaimHolder, ResultsStore } from "./results-store";
 
 /** What the host reports to its service: metrics and live events, all optional. */
 export interface HostObserver {
@@ -86,8 +95,13 @@ export interface ActorHostOptions {
    * A crash replays at most this long a stretch of the log, whose results Postgres ignores.
    */
   recordIntervalMs?: number;
-  /** How long a partition remembers an idempotency key (default 24 h). */
+  /**
+   * How long the key store (the gateway) hands out one use of an idempotency key (default 24 h):
+   * a partition keeps each key's mark for twice that, of its own log time.
+   */
   idempotencyTtlMs?: number;
+  /** How long a claim waits for the log to confirm this member's group generation (default 10 s). */
+  generationWaitMs?: number;
   logger: Logger;
   observer?: HostObserver;
   /** This node's name, recorded as the owner of the partitions it claims. */
@@ -126,13 +140,24 @@ class PartitionState {
   recordedAt = 0;
   /** The log's end as the last batch saw it, for the lag reported with a commit. */
   highWatermark = 0;
-  /** Idempotency keys this partition has applied messages of (see apply-chunk.ts). */
+  /** Idempotency keys this partition has applied messages of (see apply-chunk.ts), as of its stored chunks. */
   readonly marks = new Map<string, IdempotencyMark>();
   /** Marks set by stored chunks since the last record. */
   readonly unrecordedMarks = new Map<string, IdempotencyMark>();
-  /** The running chunk's changes to `marks`, undone if it fails. */
-  chunkUndo: Map<string, IdempotencyMark | undefined> | null = null;
-  /** When the partition's old marks were last pruned from Postgres. */
+  /**
+   * Messages dead-lettered unapplied (their actor's state would stop being finite, or Postgres
+   * refused their results), by offset: skipped again wherever the log hands them again.
+   */
+  readonly refused = new Map<number, Refusal>();
+  /** Data errors per chunk (by its first offset): a chunk that keeps meeting one is taken apart. */
+  readonly dataErrors = new Map<number, number>();
+  /** Chunks up to this offset are of one message each, to find the one Postgres refuses. */
+  isolateUntil = -1;
+  /** The symbols of the chunk between its apply and its stored results: their live actors are ahead of what is stored. */
+  applying: ReadonlySet<string> | null = null;
+  /** The latest time the log gave a message of this partition (ms): the clock its marks expire by. */
+  logTime = 0;
+  /** When the partition's old marks were last pruned from Postgres (log time). */
   prunedAt = 0;
   /** Set while a step of this partition's loop keeps failing: one log line when it starts, one when it ends. */
   readonly outage: Outage;
@@ -153,6 +178,11 @@ class PartitionState {
     return run;
   }
 }
+
+/** How often a chunk meets a data error from Postgres before it is taken apart, or its one message dead-lettered. */
+const DATA_ERROR_TRIES = 3;
+/** How long a claim waits for the log to confirm this member's group generation (Kafka: a heartbeat). */
+const GENERATION_WAIT_MS = 10000;
 
 /** An actor without a record whose state does not match the ticks Postgres holds; see `verifyUnrecorded`. */
 export class SnapshotLostError extends StockError {}
@@ -245,12 +275,19 @@ export class ActorHost {
     return out;
   }
 
-  /** Live state of a symbol this node owns: from memory, else from its snapshot; null when unknown or not owned here. */
+  /**
+   * Live state of a symbol this node owns, as far as its results are stored: from memory, else
+   * from its record; null when unknown or not owned here. While a chunk of the symbol is applied
+   * but not yet stored, the state before that chunk: the chunk may yet fail and be rolled back.
+   */
   async view(symbol: string): Promise<ActorView | null> {
     const state = this.partitions.get(this.partitionOf(symbol));
     if (!state) return null;
+    const ahead = state.applying?.has(symbol) ?? false;
     const slot = state.actors.get(symbol);
-    if (slot) return slot.actor.view();
+    if (slot && !ahead) return slot.actor.view();
+    const settled = ahead ? state.unrecorded.get(symbol) : undefined;
+    if (settled) return SymbolActor.restore(settled, this.options.settings).view();
     const [record] = await this.options.results.actorRecords([symbol]);
     if (!record) return null;
     const snapshot = JSON.parse(record.state) as ActorSnapshot;
@@ -316,31 +353,11 @@ export class ActorHost {
       }
       let done = 0;
       try {
-        if (state.epoch === null) {
-          state.actors.clear();
-          const claim = await this.retry(state, batch, `claim partition ${batch.partition}`, "postgres", () =>
-            this.options.results.claim(batch.partition, this.options.owner ?? "unnamed"),
-          );
-          state.epoch = claim.epoch;
-          state.written = claim.writtenOffset;
-          // Partitions claimed together would record together, every interval, in one burst that
-          // holds up the results behind it: each starts at its own point of the interval instead.
-          state.recordedAt = Date.now() - Math.random() * (this.options.recordIntervalMs ?? 0);
-          const ttl = this.ttlMs();
-          const marks = await this.retry(
-            state,
-            batch,
-            `read the idempotency marks of partition ${batch.partition}`,
-            "postgres",
-            () => this.options.results.idempotencyMarks(batch.partition, ttl),
-          );
-          state.marks.clear();
-          for (const m of marks) state.marks.set(m.key, { hi: m.hi, hiOffset: m.hiOffset, at: m.at });
-          this.options.logger.info(`partition ${batch.partition}: claimed with epoch ${state.epoch}`);
-        }
-        for (let start = 0; start < batch.messages.length; start += this.chunkSize) {
-          const chunk = batch.messages.slice(start, start + this.chunkSize);
-          await this.processChunk(state, batch, chunk);
+        if (state.epoch === null && !(await this.claim(state, batch))) return 0;
+        while (done < batch.messages.length) {
+          const size = batch.messages[done].offset <= state.isolateUntil ? 1 : this.chunkSize;
+          const chunk = batch.messages.slice(done, done + size);
+          if (!(await this.tryChunk(state, batch, chunk))) continue;
           done += chunk.length;
           await batch.heartbeat().catch(() => undefined);
         }
@@ -349,21 +366,171 @@ export class ActorHost {
         // their state after the last stored chunk (unrecorded, or else their record), and the log
         // hands the failed chunk again.
         this.rewind(state);
-        if (err instanceof FencedError) {
-          state.actors.clear();
-          state.unrecorded.clear();
-          state.pendingNext = null;
-          state.epoch = null;
-          state.fenced = true;
-          this.options.logger.error(
-            `${err.message}; dropping its actors and leaving it alone until the next assignment`,
-          );
-        } else if (!(err instanceof Abandoned) && batch.isActive()) {
-          throw err;
-        }
+        if (err instanceof FencedError) this.onFenced(state, err.message);
+        else if (!(err instanceof Abandoned) && batch.isActive()) throw err;
       }
       return done;
     });
+  }
+
+  /**
+   * One chunk, and what its failure says about its messages: true when its results are stored;
+   * false when it must be processed again, now that a message is known to be unappliable (its
+   * state would stop being finite) or Postgres keeps refusing its results with a data error.
+   * Other failures propagate.
+   */
+  private async tryChunk(state: PartitionState, batch: LogBatch, chunk: LogMessage[]): Promise<boolean> {
+    try {
+      await this.processChunk(state, batch, chunk);
+      state.dataErrors.delete(chunk[0].offset);
+      return true;
+    } catch (err) {
+      if (err instanceof UnappliableMessageError) {
+        this.rewind(state);
+        this.refuse(state, err.offset, { kind: "unappliable", reason: err.message });
+        return false;
+      }
+      // Refused already, and its dead letter alone still fails: nothing is left to take apart.
+      if (!isDataError(err) || (chunk.length === 1 && state.refused.has(chunk[0].offset))) throw err;
+      this.rewind(state);
+      this.onDataError(state, chunk, err as Error);
+      await sleep(Math.min(100, this.options.retryMaxBackoffMs));
+      return false;
+    }
+  }
+
+  /**
+   * Postgres refused a chunk's results with a data error. A chunk of several messages that keeps
+   * meeting it is taken apart into chunks of one message; a single message that keeps meeting it
+   * is dead-lettered with the error, so that the rest of the partition flows.
+   */
+  private onDataError(state: PartitionState, chunk: LogMessage[], err: Error): void {
+    const first = chunk[0].offset;
+    const tries = (state.dataErrors.get(first) ?? 0) + 1;
+    state.dataErrors.set(first, tries);
+    this.options.logger.warn(
+      `partition ${state.partition}: Postgres refused the results of offsets ${first}..${chunk[chunk.length - 1].offset} ` +
+        `(try ${tries} of ${DATA_ERROR_TRIES}): ${err.message}`,
+    );
+    if (tries < DATA_ERROR_TRIES) return;
+    state.dataErrors.delete(first);
+    if (chunk.length > 1) state.isolateUntil = Math.max(state.isolateUntil, chunk[chunk.length - 1].offset);
+    else
+      this.refuse(state, first, { kind: "refused", reason: `Postgres refused its results: ${err.message}` });
+  }
+
+  private refuse(state: PartitionState, offset: number, refusal: Refusal): void {
+    state.refused.set(offset, refusal);
+    this.options.logger.warn(
+      `partition ${state.partition}: offset ${offset} goes to dead_letters: ${refusal.reason}`,
+    );
+  }
+
+  /** The partition moved to another node: drop what this node held of it until the next assignment. */
+  private onFenced(state: PartitionState, why: string): void {
+    state.actors.clear();
+    state.unrecorded.clear();
+    state.unrecordedMarks.clear();
+    state.pendingNext = null;
+    state.epoch = null;
+    state.fenced = true;
+    this.options.logger.error(`${why}; dropping its actors and leaving it alone until the next assignment`);
+  }
+
+  /**
+   * Claims the partition under the group generation the log gives the batch's assignment, and
+   * loads what processing it needs (its idempotency marks, the messages refused before). Only
+   * then does it count as claimed: a failure on the way leaves it unclaimed, to be claimed again.
+   * False when a later generation holds it (this member froze past the session timeout, and the
+   * group moved it on): the assignment is over then, as when fenced.
+   */
+  private async claim(state: PartitionState, batch: LogBatch): Promise<boolean> {
+    const { partition } = state;
+    state.actors.clear();
+    const claimed = await this.claimUnderGeneration(state, batch);
+    if ("refused" in claimed) {
+      this.onFenced(
+        state,
+        `partition ${partition}: not claimed in generation ${claimed.mine} of the consumer group: ` +
+          `${claimed.refused.owner ?? "a node"} claimed it in generation ${claimed.refused.generation}, so this assignment is stale`,
+      );
+      return false;
+    }
+    const [marks, refused] = await Promise.all([
+      this.retry(state, batch, `read the idempotency marks of partition ${partition}`, "postgres", () =>
+        this.options.results.idempotencyMarks(partition),
+      ),
+      this.retry(state, batch, `read the refused messages of partition ${partition}`, "postgres", () =>
+        this.options.results.refusedMessages(partition, batch.messages[0].offset),
+      ),
+    ]);
+    state.marks.clear();
+    for (const { key, ...mark } of marks) state.marks.set(key, mark);
+    state.refused.clear();
+    for (const [offset, refusal] of refused) state.refused.set(offset, refusal);
+    state.written = claimed.writtenOffset;
+    // Partitions claimed together would record together, every interval, in one burst that
+    // holds up the results behind it: each starts at its own point of the interval instead.
+    state.recordedAt = Date.now() - Math.random() * (this.options.recordIntervalMs ?? 0);
+    state.epoch = claimed.epoch;
+    this.options.logger.info(`partition ${partition}: claimed with epoch ${state.epoch}`);
+    return true;
+  }
+
+  /**
+   * The claim, in the batch's group generation. Refused by a later generation, it is either a
+   * stale member's (it froze past the session timeout) or the group was deleted and made anew
+   * (its generations start again at 1): a heartbeat the log accepts now tells them apart, as it
+   * confirms this member's generation as the group's current one. Then the claim overrules.
+   */
+  private async claimUnderGeneration(
+    state: PartitionState,
+    batch: LogBatch,
+  ): Promise<{ epoch: number; writtenOffset: number } | { refused: ClaimHolder; mine: number | null }> {
+    const { partition } = state;
+    const owner = this.options.owner ?? "unnamed";
+    const generation = await this.groupGeneration(state, batch, 0);
+    const claim = (overrule: boolean) =>
+      this.retry(state, batch, `claim partition ${partition}`, "postgres", () =>
+        this.options.results.claim(partition, owner, generation, overrule),
+      );
+    const first = await claim(false);
+    if (!("refused" in first)) return first;
+    if (generation === null || (await this.groupGeneration(state, batch, Date.now())) !== generation)
+      return { ...first, mine: generation };
+    this.options.logger.warn(
+      `partition ${partition}: its claim is of group generation ${first.refused.generation}, this node's is ` +
+        `${generation}, and the log confirms ${generation} as current: the consumer group was made anew; claiming it`,
+    );
+    const second = await claim(true);
+    return "refused" in second ? { ...second, mine: generation } : second;
+  }
+
+  /**
+   * The group generation of the batch's assignment, as the log confirmed it after `since` (ms):
+   * Kafka says it with the first heartbeat or commit of the assignment. Null when the log numbers
+   * no generations. Gives the batch up (Abandoned) when it is no longer active, or the log does
+   * not confirm this member within GENERATION_WAIT_MS: its batches are refetched then.
+   */
+  private async groupGeneration(
+    state: PartitionState,
+    batch: LogBatch,
+    since: number,
+  ): Promise<number | null> {
+    if (!batch.groupGeneration) return null;
+    const deadline = Date.now() + (this.options.generationWaitMs ?? GENERATION_WAIT_MS);
+    for (;;) {
+      if (!batch.isActive() || this.stopping)
+        throw new Abandoned(`claim partition ${state.partition}: no longer ours, or stopping`);
+      const known = batch.groupGeneration();
+      if (known && known.confirmedAt > since) return known.id;
+      if (Date.now() > deadline)
+        throw new Abandoned(
+          `claim partition ${state.partition}: the log did not confirm this member's generation`,
+        );
+      await batch.heartbeat().catch(() => undefined);
+      await sleep(50);
+    }
   }
 
   private async processChunk(state: PartitionState, batch: LogBatch, chunk: LogMessage[]): Promise<void> {
@@ -373,25 +540,21 @@ export class ActorHost {
 
     const applyStarted = process.hrtime.bigint();
     const now = Date.now();
+    state.applying = new Set(parsed.flatMap(p => ("symbol" in p ? [p.symbol] : [])));
     const {
       outputs: out,
       touched,
       latest,
       marks,
-      undo,
       duplicates,
     } = applyChunk(
       partition,
       chunk,
       parsed,
-      symbol => {
-        const slot = state.actors.get(symbol)!;
-        slot.lastUsed = now;
-        return slot.actor;
-      },
+      symbol => this.liveActor(state, symbol, now),
       state.marks,
+      state.refused,
     );
-    state.chunkUndo = undo;
     if (duplicates > 0) observer?.duplicates?.(partition, duplicates);
     observer?.applied?.(out.ticks.length, Number(process.hrtime.bigint() - applyStarted) / 1e9);
 
@@ -405,31 +568,39 @@ export class ActorHost {
     // records a partition whose messages stopped.
     const due = interval === 0 || this.stopping || Date.now() - state.recordedAt >= interval;
     const actors = due ? recordsOf(partition, [...pendingAfter(state.unrecorded, changed).values()]) : [];
-    const recordMarks = due ? marksOf(new Map([...state.unrecordedMarks, ...marks])) : [];
+    const recordMarks = due ? keyedMarks(new Map([...state.unrecordedMarks, ...marks])) : [];
+    const writtenBefore = state.written;
+    const epoch = state.epoch;
+    assert(
+      epoch !== null,
+      `partition ${partition}: a chunk is processed only while the partition is claimed`,
+    );
     const { newSignals } = await this.retry(state, batch, `persist partition ${partition}`, "postgres", () =>
       this.options.results.write(out, {
         partition,
-        epoch: state.epoch!,
+        epoch,
         actors,
         marks: recordMarks,
         writtenOffset: next - 1,
-        writtenBefore: state.written,
+        writtenBefore,
       }),
     );
     state.written = Math.max(state.written, next - 1);
-    state.chunkUndo = null;
+    state.applying = null;
+    for (const [key, mark] of marks) state.marks.set(key, mark);
+    for (const m of chunk) if (m.timestamp > state.logTime) state.logTime = m.timestamp;
     observer?.persisted?.(Number(process.hrtime.bigint() - persistStarted) / 1e9);
     state.highWatermark = batch.highWatermark;
-    if (out.deadLetters.length > 0) {
-      observer?.deadLetters?.(out.deadLetters.length);
-      this.options.logger.warn(
-        `partition ${partition}: ${out.deadLetters.length} message(s) to dead_letters, first at offset ${out.deadLetters[0].offset}: ${out.deadLetters[0].reason}`,
-      );
-    }
+    // Announced as soon as they are stored, whatever becomes of the record and the commit below.
+    // A replayed chunk's ticks are old news (browsers would see seq go back), and its signals
+    // were announced the first time.
+    const fresh = latest.filter(t => t.offset > writtenBefore);
+    if (fresh.length > 0 || newSignals.length > 0) observer?.published?.(partition, fresh, newSignals);
+    this.reportDeadLetters(partition, out.deadLetters);
+    state.pendingNext = next;
     if (due) {
       state.unrecorded.clear();
       state.unrecordedMarks.clear();
-      state.pendingNext = next;
       await this.recorded(state, actors, () =>
         this.retry(state, batch, `commit partition ${partition}`, "kafka", () =>
           this.options.commit(partition, next),
@@ -438,10 +609,24 @@ export class ActorHost {
     } else {
       for (const snap of changed) state.unrecorded.set(snap.symbol, snap);
       for (const [key, mark] of marks) state.unrecordedMarks.set(key, mark);
-      state.pendingNext = next;
     }
-    // Only signals this batch stored are news: a replayed batch's were notified the first time.
-    if (latest.length > 0 || newSignals.length > 0) observer?.published?.(partition, latest, newSignals);
+  }
+
+  /** The live actor of a symbol the chunk's activation brought into memory. */
+  private liveActor(state: PartitionState, symbol: string, now: number): SymbolActor {
+    const slot = state.actors.get(symbol);
+    assert(slot !== undefined, `partition ${state.partition}: ${symbol} was activated before its chunk`);
+    slot.lastUsed = now;
+    return slot.actor;
+  }
+
+  private reportDeadLetters(partition: number, deadLetters: DeadLetterRow[]): void {
+    if (deadLetters.length === 0) return;
+    this.options.observer?.deadLetters?.(deadLetters.length);
+    const first = deadLetters[0];
+    this.options.logger.warn(
+      `partition ${partition}: ${deadLetters.length} message(s) to dead_letters, first at offset ${first.offset} (${first.kind}): ${first.reason}`,
+    );
   }
 
   /** After a record: the same states to the cache (best effort), then the offset commit. */
@@ -509,30 +694,28 @@ export class ActorHost {
       await state
         .exclusive(async () => {
           if (!pending() || this.partitions.get(state.partition) !== state) return;
+          const { epoch, pendingNext } = state;
+          assert(epoch !== null, `partition ${state.partition}: recorded only while claimed`);
           const actors = recordsOf(state.partition, [...state.unrecorded.values()]);
-          const marks = marksOf(state.unrecordedMarks);
+          const marks = keyedMarks(state.unrecordedMarks);
           if (actors.length > 0 || marks.length > 0) {
             await this.options.results.write(emptyOutputs(state.partition), {
               partition: state.partition,
-              epoch: state.epoch!,
+              epoch,
               actors,
               marks,
             });
             state.unrecorded.clear();
             state.unrecordedMarks.clear();
           }
-          await this.recorded(state, actors, () => this.options.commit(state.partition, state.pendingNext!));
+          await this.recorded(state, actors, async () => {
+            if (pendingNext !== null) await this.options.commit(state.partition, pendingNext);
+          });
           flushed += 1;
         })
         .catch((err: unknown) => {
           if (err instanceof FencedError) {
-            state.actors.clear();
-            state.unrecorded.clear();
-            state.epoch = null;
-            state.fenced = true;
-            this.options.logger.error(
-              `${err.message}; dropping its actors and leaving it alone until the next assignment`,
-            );
+            this.onFenced(state, err.message);
           } else {
             this.options.logger.debug?.(
               `partition ${state.partition}: record failed, will be tried again: ${(err as Error).message}`,
@@ -545,14 +728,8 @@ export class ActorHost {
 
   /** Back to the state after the last stored chunk: unrecorded actors from their snapshots, the others from their record. */
   private rewind(state: PartitionState): void {
-    // Marks the failed chunk set go back too (unrecordedMarks only ever holds stored chunks' marks).
-    if (state.chunkUndo) {
-      for (const [key, mark] of state.chunkUndo) {
-        if (mark === undefined) state.marks.delete(key);
-        else state.marks.set(key, mark);
-      }
-      state.chunkUndo = null;
-    }
+    // The failed chunk's marks never reached `state.marks`: only stored chunks' do.
+    state.applying = null;
     state.actors.clear();
     const now = Date.now();
     for (const snap of state.unrecorded.values())
@@ -684,7 +861,12 @@ export class ActorHost {
         install(snapshot, false);
         // Offsets of the record's partition mean nothing in this one.
         if (record.partition !== partition) state.actors.get(record.symbol)?.actor.movedPartition();
-        count("postgres", fromPostgres.get(record.symbol)!);
+        const reason = fromPostgres.get(record.symbol);
+        assert(
+          reason !== undefined,
+          `partition ${partition}: a record of ${record.symbol} was not asked for`,
+        );
+        count("postgres", reason);
       }
       const byReason = new Map<RestoreReason, number>();
       for (const reason of fromPostgres.values()) byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
@@ -739,11 +921,13 @@ export class ActorHost {
     chunk: LogMessage[],
     parsed: ParsedMessage[],
   ) {
-    const pending = new Map<string, number>();
+    // The symbol's first message in the chunk, of either kind: side data is stored under the
+    // actor's counters too, so an unverified actor is checked before it writes anything.
+    const pending = new Map<string, { offset: number; tick: boolean }>();
     parsed.forEach((p, i) => {
-      if (!("symbol" in p) || pending.has(p.symbol) || !isPriceTick(p.message)) return;
+      if (!("symbol" in p) || pending.has(p.symbol)) return;
       const slot = state.actors.get(p.symbol);
-      if (slot?.unverified) pending.set(p.symbol, chunk[i].offset);
+      if (slot?.unverified) pending.set(p.symbol, { offset: chunk[i].offset, tick: isPriceTick(p.message) });
     });
     if (pending.size === 0) return;
     const stored = await this.retry(
@@ -754,17 +938,23 @@ export class ActorHost {
       () => this.options.results.lastStoredSeqs([...pending.keys()]),
     );
     const last = new Map(stored.map(r => [r.symbol, r.seq]));
-    for (const [symbol, offset] of pending) {
-      const actor = state.actors.get(symbol)!.actor;
+    for (const [symbol, { offset, tick }] of pending) {
+      const slot = state.actors.get(symbol);
+      assert(slot !== undefined, `partition ${state.partition}: ${symbol} was activated before its check`);
+      const actor = slot.actor;
       const storedSeq = last.get(symbol) ?? 0;
-      // Stored ticks beyond the state are fine when the next of them came from this very message:
-      // the symbol's ticks were written after the partition's last record (a new symbol, then a
-      // crash before the record), and the replay recomputes them from where they began.
+      // Stored ticks beyond the state are fine when the next of them came from this very message
+      // (or, for side data, from a later one of this partition): the symbol's ticks were written
+      // after the partition's last record (a new symbol, then a crash before the record), and the
+      // replay recomputes them from where they began.
       const replaysFromHere =
         actor.seq < storedSeq &&
         (await this.retry(state, batch, `check where ${symbol}'s stored ticks begin`, "postgres", () =>
           this.options.results.tickOrigin(symbol, actor.seq + 1),
-        ).then(o => o !== null && o.partition === state.partition && o.offset === offset));
+        ).then(
+          o =>
+            o !== null && o.partition === state.partition && (tick ? o.offset === offset : o.offset > offset),
+        ));
       if (actor.seq !== storedSeq && !replaysFromHere) {
         throw new SnapshotLostError(
           `symbol ${symbol}: Postgres holds its ticks up to seq ${storedSeq} but no record of its actor, and the only ` +
@@ -772,23 +962,25 @@ export class ActorHost {
             "Recover by replaying from the start: stop the actors, reset their consumer group (KAFKA_GROUP_ID) to the earliest offsets, start them.",
         );
       }
-      state.actors.get(symbol)!.unverified = false;
+      slot.unverified = false;
     }
   }
 
-  private ttlMs(): number {
-    return this.options.idempotencyTtlMs ?? 24 * 3600 * 1000;
-  }
-
-  /** Forgets marks older than the TTL: in memory at every record, in Postgres every ten minutes (best effort). */
+  /**
+   * Forgets marks whose message the log accepted longer ago than twice the key store's TTL, by the
+   * partition's own clock (the latest log time of its messages): in memory at every record, in
+   * Postgres every ten minutes of it (best effort). No decision depends on when this runs: a mark
+   * decides only against copies of its own use, and the key store hands out a use for its TTL, so
+   * a copy of a use reaches the log within the TTL of its first (give or take the clock skew
+   * between gateway nodes, which the second TTL covers).
+   */
   private pruneMarks(state: PartitionState): void {
-    const ttl = this.ttlMs();
-    const now = Date.now();
+    const before = state.logTime - 2 * (this.options.idempotencyTtlMs ?? 24 * 3600 * 1000);
     for (const [key, mark] of state.marks)
-      if (mark.at < now - ttl && !state.unrecordedMarks.has(key)) state.marks.delete(key);
-    if (now - state.prunedAt < 600000) return;
-    state.prunedAt = now;
-    void this.options.results.pruneIdempotencyMarks(state.partition, ttl).catch(() => undefined);
+      if (mark.at < before && !state.unrecordedMarks.has(key)) state.marks.delete(key);
+    if (state.logTime - state.prunedAt < 600000) return;
+    state.prunedAt = state.logTime;
+    void this.options.results.pruneIdempotencyMarks(state.partition, before).catch(() => undefined);
   }
 
   /** A cache write, best effort: a failure is logged once per outage, and the cache rests a while. */
@@ -909,8 +1101,11 @@ function recordsOf(partition: number, snapshots: ActorSnapshot[]): ActorRecord[]
   }));
 }
 
-function marksOf(
-  marks: Map<string, IdempotencyMark>,
-): { key: string; hi: number; hiOffset: number; at: number }[] {
-  return [...marks].map(([key, m]) => ({ key, hi: m.hi, hiOffset: m.hiOffset, at: m.at }));
+function keyedMarks(marks: Map<string, IdempotencyMark>): KeyedMark[] {
+  return [...marks].map(([key, m]) => ({ key, ...m }));
+}
+
+/** An invariant of the host: a broken one is a bug here, never bad input. */
+function assert(condition: boolean, what: string): asserts condition {
+  if (!condition) throw new Error(`invariant broken: ${what}`);
 }

@@ -51,11 +51,20 @@ export interface EconomicRow {
   offset: number;
 }
 
+/**
+ * Why a message went to `dead_letters` (its `kind` column): `invalid`, it is not a message the
+ * system accepts (not JSON, fails the schema, keyed into another partition); `unappliable`, its
+ * actor could not apply it (its state would stop being finite, or a late copy of a reused
+ * Idempotency-Key); `refused`, Postgres refused its results with a data error, try after try.
+ */
+export type DeadLetterKind = "invalid" | "unappliable" | "refused";
+
 export interface DeadLetterRow {
   offset: number;
   key: string | null;
   payload: string | null;
   reason: string;
+  kind: DeadLetterKind;
 }
 
 /** Everything one batch of one partition produced, ready for one database transaction. */

@@ -13,6 +13,13 @@ import type {
 import type { RecomputedTick } from "../domain/recompute";
 import { FencedError } from "../domain/errors";
 import type { Signal, StoredTick } from "../domain/symbol-actor";
+import type { KeyedMark, Refusal } from "./apply-chunk";
+
+/** Who holds a partition's claim: the claim an older generation's was refused by. */
+export interface ClaimHolder {
+  owner: string | null;
+  generation: number;
+}
 
 /** What resuming one actor exactly needs, stored with its results (table `actor_state`). */
 export interface ActorRecord {
@@ -31,7 +38,7 @@ export interface RecordFence {
   /** The states of the actors the batch touched, after it. */
   actors: ActorRecord[];
   /** Idempotency marks set since the partition's last record (table `idempotency_marks`). */
-  marks?: { key: string; hi: number; hiOffset: number; at: number }[];
+  marks?: KeyedMark[];
   /** The offset of the batch's last message: every message up to it has its results in this write. */
   writtenOffset?: number;
   /**
@@ -147,41 +154,90 @@ export class ResultsStore {
    * later write of the previous owner is refused (`write` with its old epoch).
    */
   async claimPartition(partition: number, owner: string): Promise<number> {
-    return (await this.claim(partition, owner)).epoch;
+    const claim = await this.claim(partition, owner, null);
+    if ("refused" in claim) throw new Error(`partition ${partition}: claim refused`);
+    return claim.epoch;
   }
 
-  /** `claimPartition`, also returning how far the partition's results are written (-1: unknown). */
-  async claim(partition: number, owner: string): Promise<{ epoch: number; writtenOffset: number }> {
-    const { rows } = await this.db.query<{ epoch: string | number; written_offset: string | number }>(
-      `INSERT INTO partition_epochs (partition, epoch, owner) VALUES ($1, 1, $2)
-       ON CONFLICT (partition) DO UPDATE
-         SET epoch = partition_epochs.epoch + 1, owner = EXCLUDED.owner, claimed_at = now()
-       RETURNING epoch, written_offset`,
-      [partition, owner],
-    );
-    return { epoch: Number(rows[0].epoch), writtenOffset: Number(rows[0].written_offset) };
-  }
-
-  /** A partition's idempotency marks accepted by the log within the last `ttlMs`. */
-  async idempotencyMarks(
+  /**
+   * `claimPartition` in consumer group generation `generation` (null: the log has none), also
+   * returning how far the partition's results are written (-1: unknown). Refused, changing
+   * nothing, when the partition was last claimed in a later generation (the claimant froze past
+   * the session timeout and the group moved on), unless `overrule` (the log has just confirmed
+   * `generation` as the group's current one: the group was deleted and made anew).
+   */
+  async claim(
     partition: number,
-    ttlMs: number,
-  ): Promise<{ key: string; hi: number; hiOffset: number; at: number }[]> {
-    const { rows } = await this.db.query<{ key: string; hi: number; hi_offset: string | number; at: number }>(
-      `SELECT key, hi, hi_offset, (extract(epoch FROM seen_at) * 1000)::float8 AS at
-       FROM idempotency_marks WHERE partition = $1 AND seen_at > now() - make_interval(secs => $2::float8 / 1000)`,
-      [partition, ttlMs],
+    owner: string,
+    generation: number | null,
+    overrule = false,
+  ): Promise<{ epoch: number; writtenOffset: number } | { refused: ClaimHolder }> {
+    const { rows } = await this.db.query<{ epoch: string | number; written_offset: string | number }>(
+      `INSERT INTO partition_epochs (partition, epoch, owner, generation) VALUES ($1, 1, $2, $3)
+       ON CONFLICT (partition) DO UPDATE
+         SET epoch = partition_epochs.epoch + 1, owner = EXCLUDED.owner, claimed_at = now(),
+             generation = EXCLUDED.generation
+         WHERE $4 OR EXCLUDED.generation IS NULL OR partition_epochs.generation IS NULL
+            OR partition_epochs.generation <= EXCLUDED.generation
+       RETURNING epoch, written_offset`,
+      [partition, owner, generation, overrule],
     );
-    return rows.map(r => ({ key: r.key, hi: r.hi, hiOffset: Number(r.hi_offset), at: r.at }));
+    if (rows.length === 1)
+      return { epoch: Number(rows[0].epoch), writtenOffset: Number(rows[0].written_offset) };
+    const held = await this.db.query<{ owner: string | null; generation: string | number }>(
+      "SELECT owner, generation FROM partition_epochs WHERE partition = $1",
+      [partition],
+    );
+    if (held.rows.length === 0) return this.claim(partition, owner, generation, overrule);
+    return { refused: { owner: held.rows[0].owner, generation: Number(held.rows[0].generation) } };
   }
 
-  /** Forgets idempotency marks older than `ttlMs`; returns how many. */
-  async pruneIdempotencyMarks(partition: number, ttlMs: number): Promise<number> {
+  /** Every idempotency mark of a partition (each with its key). */
+  async idempotencyMarks(partition: number): Promise<KeyedMark[]> {
+    const { rows } = await this.db.query<{
+      key: string;
+      use_id: string | number;
+      hi: number;
+      hi_offset: string | number;
+      at: number;
+    }>(
+      `SELECT key, use_id, hi, hi_offset, (extract(epoch FROM seen_at) * 1000)::float8 AS at
+       FROM idempotency_marks WHERE partition = $1`,
+      [partition],
+    );
+    return rows.map(r => ({
+      key: r.key,
+      use: Number(r.use_id),
+      hi: r.hi,
+      hiOffset: Number(r.hi_offset),
+      at: r.at,
+    }));
+  }
+
+  /** Forgets a partition's idempotency marks set by messages the log accepted before `beforeMs`; returns how many. */
+  async pruneIdempotencyMarks(partition: number, beforeMs: number): Promise<number> {
     const { rowCount } = await this.db.query(
-      "DELETE FROM idempotency_marks WHERE partition = $1 AND seen_at < now() - make_interval(secs => $2::float8 / 1000)",
-      [partition, ttlMs],
+      "DELETE FROM idempotency_marks WHERE partition = $1 AND seen_at < to_timestamp($2::float8 / 1000)",
+      [partition, beforeMs],
     );
     return rowCount;
+  }
+
+  /**
+   * The messages of a partition at or above `fromOffset` that were dead-lettered unapplied for
+   * another reason than being invalid: a replay must skip them again, as the first run did.
+   */
+  async refusedMessages(partition: number, fromOffset: number): Promise<Map<number, Refusal>> {
+    const { rows } = await this.db.query<{
+      kafka_offset: string | number;
+      kind: Refusal["kind"];
+      reason: string;
+    }>(
+      `SELECT kafka_offset, kind, reason FROM dead_letters
+       WHERE kafka_partition = $1 AND kafka_offset >= $2 AND kind <> 'invalid'`,
+      [partition, fromOffset],
+    );
+    return new Map(rows.map(r => [Number(r.kafka_offset), { kind: r.kind, reason: r.reason }]));
   }
 
   /** Where each symbol's actor stands in the record (no state), for the symbols that have one. */
@@ -347,6 +403,23 @@ export class ResultsStore {
        ORDER BY "timestamp" DESC, symbol, seq DESC
        LIMIT $4`,
       [q.symbol ?? null, q.from ?? null, q.to ?? null, q.limit],
+    );
+    return rows;
+  }
+
+  /** Dead letters, newest first: where each message was, why it was not applied, and what it held. */
+  async deadLetters(q: {
+    partition?: number;
+    kind?: string;
+    limit: number;
+  }): Promise<Record<string, unknown>[]> {
+    const { rows } = await this.db.query(
+      `SELECT kafka_partition AS partition, kafka_offset AS offset, kind, reason, message_key AS key, payload, created_at
+       FROM dead_letters
+       WHERE ($1::int IS NULL OR kafka_partition = $1) AND ($2::text IS NULL OR kind = $2)
+       ORDER BY created_at DESC, kafka_partition, kafka_offset DESC
+       LIMIT $3`,
+      [q.partition ?? null, q.kind ?? null, q.limit],
     );
     return rows;
   }
@@ -596,21 +669,22 @@ async function checkEpoch(tx: SqlExecutor, fence: RecordFence): Promise<number> 
   return Number(rows[0].written_offset);
 }
 
-async function upsertMarks(
-  tx: SqlExecutor,
-  partition: number,
-  marks: { key: string; hi: number; hiOffset: number; at: number }[],
-): Promise<void> {
+/**
+ * The partition's marks as its owner holds them now. No condition on the stored row: the owner's
+ * marks are the partition's (loaded at its claim, changed by every message since, written under
+ * its epoch), and a new use of a key must replace the old use's mark whatever its index.
+ */
+async function upsertMarks(tx: SqlExecutor, partition: number, marks: KeyedMark[]): Promise<void> {
   await tx.query(
-    `INSERT INTO idempotency_marks (partition, key, hi, hi_offset, seen_at)
-     SELECT $1, k, h, o, to_timestamp(a / 1000.0)
-     FROM unnest($2::text[], $3::int[], $4::bigint[], $5::float8[]) AS m(k, h, o, a)
+    `INSERT INTO idempotency_marks (partition, key, use_id, hi, hi_offset, seen_at)
+     SELECT $1, k, u, h, o, to_timestamp(a / 1000.0)
+     FROM unnest($2::text[], $3::bigint[], $4::int[], $5::bigint[], $6::float8[]) AS m(k, u, h, o, a)
      ON CONFLICT (partition, key) DO UPDATE
-       SET hi = EXCLUDED.hi, hi_offset = EXCLUDED.hi_offset, seen_at = EXCLUDED.seen_at
-       WHERE idempotency_marks.hi < EXCLUDED.hi`,
+       SET use_id = EXCLUDED.use_id, hi = EXCLUDED.hi, hi_offset = EXCLUDED.hi_offset, seen_at = EXCLUDED.seen_at`,
     [
       partition,
       column(marks, m => m.key),
+      column(marks, m => m.use),
       column(marks, m => m.hi),
       column(marks, m => m.hiOffset),
       column(marks, m => m.at),
@@ -772,6 +846,7 @@ const DEAD_LETTERS = new UnnestInsert<DeadLetterRow>(
     { name: "message_key", type: "text", value: r => storableText(r.key) },
     { name: "payload", type: "text", value: r => storableText(r.payload) },
     { name: "reason", type: "text", value: r => storableText(r.reason) },
+    { name: "kind", type: "text", value: r => r.kind },
   ],
   "kafka_partition, kafka_offset",
   true,

@@ -6,7 +6,11 @@ import type { LogRecord } from "../adapters/log/types";
 import { CounterBatch, METRIC, registerMetrics } from "../lib/metrics";
 import { describeOutage, Outage, untilAvailable, WaitAborted } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
-import { IDEMPOTENCY_INDEX_HEADER, IDEMPOTENCY_KEY_HEADER } from "../runtime/apply-chunk";
+import {
+  IDEMPOTENCY_INDEX_HEADER,
+  IDEMPOTENCY_KEY_HEADER,
+  IDEMPOTENCY_USE_HEADER,
+} from "../runtime/apply-chunk";
 import { IdempotencyKeys, type KeyClaim } from "../runtime/idempotency-keys";
 import { ProduceCoalescer } from "../runtime/produce-coalescer";
 import type { IngestParams, IngestResult, LocalIngest, ServiceDeps } from "./contracts";
@@ -134,7 +138,7 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
     const idempotency = params.idempotency;
     if (idempotency) {
       const claim = await claimKey(idempotency.key, idempotency.bodySha256, records.length);
-      if (claim === "conflict") {
+      if (claim.status === "conflict") {
         metrics.increment(METRIC.ingestRejected, { reason: "idempotency_conflict" });
         throw new Errors.MoleculerClientError(
           `Idempotency-Key ${JSON.stringify(idempotency.key)} was already used for another request body; send a new request with a new key`,
@@ -152,12 +156,17 @@ export default function createIngestService(deps: ServiceDeps): ServiceSchema {
         );
       }
       // Its messages reached the log the first time: answered as then, nothing sent again.
-      if (claim === "done") return { accepted: records.length };
-      // New, or seen but maybe never in the log: sent with the key and each message's index,
-      // so that the actors apply a message that reaches the log twice once.
+      if (claim.status === "done") return { accepted: records.length };
+      // New, or seen but maybe never in the log: sent with the key, its use and each message's
+      // index, so that the actors apply a message that reaches the log twice once.
+      const use = String(claim.use);
       records = records.map((r, i) => ({
         ...r,
-        headers: { [IDEMPOTENCY_KEY_HEADER]: idempotency.key, [IDEMPOTENCY_INDEX_HEADER]: String(i) },
+        headers: {
+          [IDEMPOTENCY_KEY_HEADER]: idempotency.key,
+          [IDEMPOTENCY_USE_HEADER]: use,
+          [IDEMPOTENCY_INDEX_HEADER]: String(i),
+        },
       }));
     }
     try {

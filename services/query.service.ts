@@ -2,6 +2,7 @@ import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { symbolReport } from "../domain/backtest";
 import {
   aggregatesParams,
+  deadLetterParams,
   historyParams,
   parseParams,
   signalsParams,
@@ -129,6 +130,13 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
             },
             ...row,
           };
+        },
+      },
+
+      /** Messages the actors did not apply (table dead_letters), newest first, with the reason. */
+      deadLetters: {
+        handler(ctx: Context<unknown>) {
+          return read(s => s.deadLetters(parseParams(deadLetterParams, ctx.params)));
         },
       },
 

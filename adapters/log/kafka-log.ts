@@ -330,6 +330,12 @@ class KafkaConsumer implements LogConsumer {
   private lostGeneration = -1;
   /** The last generation whose rebalance was reported (onRebalancing once per generation). */
   private rebalancingGeneration = -1;
+  /**
+   * Kafka's own generation id of this member's current assignment (`generation` counts joins in
+   * this process; Kafka's id is the group's, the same on every member), and when the broker last
+   * accepted a heartbeat or commit in it. Unknown from a join until the first of those.
+   */
+  private kafkaGeneration: { generation: number; id: number; confirmedAt: number } | null = null;
   private hooks: ConsumerHooks | null = null;
   private running = false;
   private draining = false;
@@ -357,6 +363,7 @@ class KafkaConsumer implements LogConsumer {
     const removers = [
       this.consumer.on(events.GROUP_JOIN, event => {
         this.generation += 1;
+        this.kafkaGeneration = null;
         this.rerunDelayMs = 1000;
         const assigned = (event.payload.memberAssignment[this.topic] ?? []).slice().sort((a, b) => a - b);
         contact();
@@ -366,8 +373,14 @@ class KafkaConsumer implements LogConsumer {
       this.consumer.on(events.REBALANCING, () => this.rebalancing()),
       // Answers from the broker: it is reachable (readiness asks how long ago the last one came).
       this.consumer.on(events.FETCH, contact),
-      this.consumer.on(events.HEARTBEAT, contact),
-      this.consumer.on(events.COMMIT_OFFSETS, contact),
+      this.consumer.on(events.HEARTBEAT, event => {
+        this.confirmed(event.payload.groupGenerationId);
+        contact();
+      }),
+      this.consumer.on(events.COMMIT_OFFSETS, event => {
+        this.confirmed(event.payload.groupGenerationId);
+        contact();
+      }),
       this.consumer.on(this.consumer.events.CRASH, event => {
         if (!this.running) return;
         const err = event.payload.error;
@@ -395,6 +408,21 @@ class KafkaConsumer implements LogConsumer {
       for (const remove of removers) remove();
       throw asUnavailable("consumer start", err);
     }
+  }
+
+  /**
+   * The broker accepted a heartbeat or commit of generation `id`. One sent before a join is
+   * answered before it (a broker answers a connection's requests in order), so after the join
+   * only the new generation's come: the first says the assignment's generation id.
+   */
+  private confirmed(id: number): void {
+    this.kafkaGeneration = { generation: this.generation, id, confirmedAt: Date.now() };
+  }
+
+  /** Kafka's generation id of local generation `generation`, while it is the current one. */
+  private generationOf(generation: number): { id: number; confirmedAt: number } | null {
+    const known = this.kafkaGeneration;
+    return known && known.generation === generation ? { id: known.id, confirmedAt: known.confirmedAt } : null;
   }
 
   /** The group is rebalancing: said once per generation, until the next join ends it. */
@@ -457,6 +485,7 @@ class KafkaConsumer implements LogConsumer {
               }),
             isActive: () =>
               !isStale() && generation === this.generation && generation !== this.lostGeneration,
+            groupGeneration: () => this.generationOf(generation),
           },
           generation,
         );

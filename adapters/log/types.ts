@@ -29,6 +29,13 @@ export interface LogBatch {
   heartbeat(): Promise<void>;
   /** False once this member may no longer own the partition (rebalance or stop): stop work, commit nothing. */
   isActive(): boolean;
+  /**
+   * The consumer group generation of the batch's assignment as the log numbers it, the same number
+   * on every member (Kafka's generation id), and when the log last confirmed this member in it
+   * (ms since the epoch; Kafka: a heartbeat or commit it accepted); null until it has. Absent
+   * where the log numbers no generations shared between processes (the embedded log).
+   */
+  groupGeneration?(): { id: number; confirmedAt: number } | null;
 }
 
 export interface ConsumerHooks {

@@ -53,6 +53,11 @@ export class EMA {
     return this.ready;
   }
 
+  /** Whether the state is still finite numbers (a snapshot can hold nothing else). */
+  isFinite(): boolean {
+    return Number.isFinite(this.seedSum) && Number.isFinite(this.ema);
+  }
+
   get value(): number | null {
     return this.ready ? this.ema : null;
   }

@@ -69,6 +69,16 @@ export class RSI {
     return this.ready;
   }
 
+  /** Whether the sums and averages are still finite numbers (a snapshot can hold nothing else). */
+  isFinite(): boolean {
+    return (
+      Number.isFinite(this.gainSum) &&
+      Number.isFinite(this.lossSum) &&
+      Number.isFinite(this.avgGain) &&
+      Number.isFinite(this.avgLoss)
+    );
+  }
+
   get value(): number | null {
     return this.ready ? rsiOf(this.avgGain, this.avgLoss) : null;
   }

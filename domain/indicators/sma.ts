@@ -56,6 +56,11 @@ export class SMA {
     return this.filled === this.period;
   }
 
+  /** Whether the running sum is still a finite number (a snapshot can hold nothing else). */
+  isFinite(): boolean {
+    return this.sum.isFinite();
+  }
+
   /** The current average, or `null` while fewer than `period` prices arrived. */
   get value(): number | null {
     return this.filled === this.period ? this.sum.value / this.period : null;

@@ -42,6 +42,7 @@ export function apiRoute(deps: {
       "GET signals": "query.signals",
       "GET aggregates/:symbol": "query.aggregates",
       "GET report/:symbol": "query.report",
+      "GET dead-letters": "query.deadLetters",
 
       "GET symbols/:symbol": guarded(async function (req, res) {
         const { symbol } = parseParams(symbolParams, { symbol: req.$params.symbol });

@@ -149,4 +149,30 @@ describe("POST /ingest with an Idempotency-Key", () => {
     // Kafka holds the second request twice; the actors skipped the copy.
     expect(await topicSize(node.topic)).toBe(4 * SYMBOLS.length + 2 * body.length);
   }, 120000);
+
+  it("applies in full a new request under a key whose TTL ran out, and its retry once", async () => {
+    const before = (await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks")).rows[0].n;
+    const first = ticks(3);
+    expect((await send(first, "order-3")).status).toBe(200);
+    // A day later (the row aged by hand): the key is handed out anew, to a smaller request.
+    await db.query(
+      "UPDATE idempotency_keys SET created_at = now() - interval '30 days' WHERE key = 'order-3'",
+    );
+    const second = ticks(1);
+    expect((await send(second, "order-3")).status).toBe(200);
+    // Its answer was lost before the key was completed: the retry is sent to Kafka again.
+    await db.query("UPDATE idempotency_keys SET completed_at = NULL WHERE key = 'order-3'");
+    const inKafka = await topicSize(node.topic);
+    expect((await send(second, "order-3")).status).toBe(200);
+    expect(await topicSize(node.topic)).toBe(inKafka + second.length);
+
+    await waitUntilCommitted(node.topic, groupId, 90000);
+    const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
+    // The new use's messages, indexes 0..2 below the first use's, are all applied; its copy is not.
+    expect(rows[0].n - before).toBe(first.length + second.length);
+    const uses = await db.query<{ use_id: string }>(
+      "SELECT DISTINCT use_id FROM idempotency_marks WHERE key = 'order-3'",
+    );
+    expect(uses.rows).toHaveLength(1);
+  }, 120000);
 });

@@ -6,8 +6,11 @@ import {
   IDEMPOTENCY_INDEX_HEADER,
   IDEMPOTENCY_KEY_HEADER,
   parseLogMessage,
+  IDEMPOTENCY_USE_HEADER,
+  UnappliableMessageError,
   type IdempotencyMark,
 } from "../../../runtime/apply-chunk";
+import type { DeadLetterRow } from "../../../runtime/batch-outputs";
 import { randomWalk, seededRandom, ticksFromCloses } from "../domain/fixtures";
 
 /**
@@ -24,6 +27,8 @@ interface Sent {
   tick: PriceTick;
   key?: string;
   index?: number;
+  /** Which use of the key (the key store numbers them); absent: a message from before uses were numbered. */
+  use?: number;
 }
 
 /** The log of partition 0 holding `sent` in order. */
@@ -37,7 +42,11 @@ function logOf(sent: Sent[]): LogMessage[] {
     headers:
       s.key === undefined
         ? undefined
-        : { [IDEMPOTENCY_KEY_HEADER]: s.key, [IDEMPOTENCY_INDEX_HEADER]: String(s.index) },
+        : {
+            [IDEMPOTENCY_KEY_HEADER]: s.key,
+            [IDEMPOTENCY_INDEX_HEADER]: String(s.index),
+            ...(s.use === undefined ? {} : { [IDEMPOTENCY_USE_HEADER]: String(s.use) }),
+          },
   }));
 }
 
@@ -48,21 +57,25 @@ function run(
   marks: Map<string, IdempotencyMark>,
   from = 0,
   size = 3,
-): { closes: number[]; duplicates: number } {
+): { closes: number[]; duplicates: number; deadLetters: DeadLetterRow[] } {
   const closes: number[] = [];
+  const deadLetters: DeadLetterRow[] = [];
   let duplicates = 0;
   for (let i = from; i < log.length; i += size) {
     const chunk = log.slice(i, i + size);
     const parsed = chunk.map(m => parseLogMessage(m, PARTITIONS));
     const outcome = applyChunk(0, chunk, parsed, () => actor, marks);
+    // As the host does once the chunk's results are stored.
+    for (const [key, mark] of outcome.marks) marks.set(key, mark);
     closes.push(...outcome.outputs.ticks.map(t => t.close));
+    deadLetters.push(...outcome.outputs.deadLetters);
     duplicates += outcome.duplicates;
   }
-  return { closes, duplicates };
+  return { closes, duplicates, deadLetters };
 }
 
-const request = (key: string, from: number, to: number): Sent[] =>
-  ticks.slice(from, to).map((tick, i) => ({ tick, key, index: i }));
+const request = (key: string, from: number, to: number, use?: number): Sent[] =>
+  ticks.slice(from, to).map((tick, i) => ({ tick, key, index: i, use }));
 
 describe("applyChunk with Idempotency-Key headers", () => {
   it("applies a request that reached the log twice once, and the next request after it", () => {
@@ -111,8 +124,9 @@ describe("applyChunk with Idempotency-Key headers", () => {
     );
     expect(outcome.outputs.economic.map(e => e.offset)).toEqual([0]);
     expect(outcome.duplicates).toBe(1);
-    // Read again from the start (a replay), the first copy is stored again under the same offset
-    // (the table ignores it) and the second is still skipped.
+    for (const [key, mark] of outcome.marks) marks.set(key, mark);
+    // Read again from the start (a replay), with the marks recorded after it: both copies were
+    // decided before (the first stored, the second skipped), so neither is stored again.
     const again = applyChunk(
       0,
       log,
@@ -122,7 +136,40 @@ describe("applyChunk with Idempotency-Key headers", () => {
       },
       marks,
     );
-    expect(again.outputs.economic.map(e => e.offset)).toEqual([0]);
+    expect(again.outputs.economic).toEqual([]);
+  });
+
+  it("never stores on a replay a market-wide copy that the first run skipped, after the key's mark moved on", () => {
+    const gdp = (index: number, offset: number): LogMessage => ({
+      partition: 0,
+      offset,
+      key: "GDP Growth Rate",
+      value: Buffer.from(
+        JSON.stringify({
+          data_type: "economic_indicator",
+          indicator_name: "GDP Growth Rate",
+          value: 2.5 + index,
+          timestamp: 1_700_000_100 + index,
+        }),
+      ),
+      timestamp: 1_700_000_000_000 + offset,
+      headers: {
+        [IDEMPOTENCY_KEY_HEADER]: "e1",
+        [IDEMPOTENCY_USE_HEADER]: "1",
+        [IDEMPOTENCY_INDEX_HEADER]: String(index),
+      },
+    });
+    // Index 0, a retried copy of it, then index 1 of the same request.
+    const log = [gdp(0, 0), gdp(0, 1), gdp(1, 2)];
+    const noActor = () => {
+      throw new Error("no actor for a market-wide indicator");
+    };
+    const parse = (chunk: LogMessage[]) => chunk.map(m => parseLogMessage(m, PARTITIONS));
+    const first = applyChunk(0, log, parse(log), noActor, new Map());
+    expect(first.outputs.economic.map(e => e.offset)).toEqual([0, 2]);
+    // The marks were recorded after offset 2, the offset commit was lost: the log is read from 0 again.
+    const replay = applyChunk(0, log, parse(log), noActor, first.marks);
+    expect(replay.outputs.economic).toEqual([]);
   });
 
   it("leaves messages without the header alone, however alike", () => {
@@ -162,5 +209,84 @@ describe("applyChunk with Idempotency-Key headers", () => {
         return a.snapshot();
       })(),
     );
+  });
+
+  it("applies a new use of a key after the key store handed it out again, however its indexes compare", () => {
+    // Use 1 of key k sent ticks 0..3; after its TTL the key store gave k to another request (use 2).
+    const log = logOf([...request("k", 0, 4, 1), ...request("k", 4, 7, 2), ...request("k", 4, 7, 2)]);
+    const actor = new SymbolActor("AAPL", SETTINGS);
+    const { closes, duplicates } = run(log, actor, new Map());
+    expect(closes).toEqual(ticks.slice(0, 7).map(t => t.closing_price));
+    expect(duplicates).toBe(3);
+  });
+
+  it("dead-letters a late copy of an older use of a key that was reused since, and applies it nowhere", () => {
+    const log = logOf([...request("k", 0, 2, 1), ...request("k", 2, 4, 2), ...request("k", 0, 2, 1)]);
+    const actor = new SymbolActor("AAPL", SETTINGS);
+    const { closes, deadLetters } = run(log, actor, new Map());
+    expect(closes).toEqual(ticks.slice(0, 4).map(t => t.closing_price));
+    expect(deadLetters.map(d => [d.offset, d.kind])).toEqual([
+      [4, "unappliable"],
+      [5, "unappliable"],
+    ]);
+    expect(deadLetters[0].reason).toMatch(/late copy of use 1 of the key, which was reused since \(use 2\)/);
+    expect(actor.lastOffset).toBe(5);
+  });
+
+  it("compares a message from before uses were numbered with a numbered mark by index alone", () => {
+    // Sent before the upgrade (no use header), retried after it (use 7): still one request.
+    const log = logOf([...request("k", 0, 3), ...request("k", 0, 3, 7)]);
+    const { closes, duplicates } = run(log, new SymbolActor("AAPL", SETTINGS), new Map());
+    expect(closes).toEqual(ticks.slice(0, 3).map(t => t.closing_price));
+    expect(duplicates).toBe(3);
+  });
+});
+
+describe("applyChunk with a message its actor cannot hold", () => {
+  const huge = (close: number): PriceTick => ({
+    stock_symbol: "AAPL",
+    opening_price: close,
+    closing_price: close,
+    high: close,
+    low: close,
+    volume: 1,
+    timestamp: 1_700_000_000,
+  });
+
+  const asParsed = (log: LogMessage[]) =>
+    log.map(m => ({ symbol: "AAPL", message: JSON.parse(String(m.value)) as PriceTick }));
+
+  it("says which message would leave the actor's state not finite", () => {
+    const log = logOf([{ tick: ticks[0] }, { tick: huge(1.7e308) }, { tick: huge(1.7e308) }]);
+    const actor = new SymbolActor("AAPL", SETTINGS);
+    // Past the ingest bounds, so built as parsed messages: as if another producer wrote them.
+    const parsed = asParsed(log);
+    let thrown: unknown;
+    try {
+      applyChunk(0, log, parsed, () => actor, new Map());
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(UnappliableMessageError);
+    expect((thrown as UnappliableMessageError).offset).toBe(2);
+  });
+
+  it("dead-letters the messages it is told were refused, and applies the rest", () => {
+    const log = logOf([
+      { tick: ticks[0] },
+      { tick: huge(1.7e308) },
+      { tick: huge(1.7e308) },
+      { tick: ticks[1] },
+    ]);
+    const actor = new SymbolActor("AAPL", SETTINGS);
+    const parsed = asParsed(log);
+    const refused = new Map([[2, { kind: "unappliable" as const, reason: "would overflow" }]]);
+    const outcome = applyChunk(0, log, parsed, () => actor, new Map(), refused);
+    expect(outcome.outputs.ticks.map(t => t.offset)).toEqual([0, 1, 3]);
+    expect(outcome.outputs.deadLetters).toMatchObject([
+      { offset: 2, kind: "unappliable", reason: "would overflow" },
+    ]);
+    expect(actor.isFinite()).toBe(true);
+    expect(actor.lastOffset).toBe(3);
   });
 });
