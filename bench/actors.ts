@@ -22,7 +22,7 @@ import { ActorHost } from "../runtime/actor-host";
 import type { TickRow } from "../runtime/batch-outputs";
 import { ResultsStore, TICK_COLUMNS, tickCopyData } from "../runtime/results-store";
 import { benchApply, randomWalkTick, seededRandom } from "./apply";
-import { summarizeProfiles } from "./cpu-profile";
+import { summarizeProfiles } from "./harness/cpu-profile";
 import { benchScale, printScale } from "./scale";
 
 /**

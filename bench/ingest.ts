@@ -12,7 +12,7 @@ import { createMessageSource } from "../generator/models";
 import { freePort } from "../lib/net";
 import { partitionForKey } from "../lib/partitioner";
 import { messageKey, parseMessage } from "../domain/messages";
-import { summarizeProfiles } from "./cpu-profile";
+import { summarizeProfiles } from "./harness/cpu-profile";
 
 /**
  * The ingest path's throughput on this machine, against what the machine can do at all:
