@@ -1,28 +1,31 @@
-import { setTimeout as sleep } from "node:timers/promises";
-import { spawn, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import Redis from "ioredis";
-import { Kafka, logLevel, type Admin, type Producer } from "kafkajs";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Producer } from "kafkajs";
 import pg from "pg";
-import type { LogBatch } from "../adapters/log/types";
+import { from as copyFrom } from "pg-copy-streams";
 import { RedisSnapshotStore } from "../adapters/snapshots/redis-snapshots";
 import { migrate } from "../adapters/sql/migrate";
 import { PostgresClient } from "../adapters/sql/postgres-client";
 import type { PriceTick } from "../domain/messages";
-import { pipeline } from "node:stream/promises";
-import { Readable } from "node:stream";
-import { from as copyFrom } from "pg-copy-streams";
 import { SymbolActor } from "../domain/symbol-actor";
 import { partitionForKey } from "../lib/partitioner";
-import { ActorHost } from "../runtime/actor-host";
 import type { TickRow } from "../runtime/batch-outputs";
 import { ResultsStore, TICK_COLUMNS, tickCopyData } from "../runtime/results-store";
-import { benchApply, randomWalkTick, seededRandom } from "./apply";
-import { summarizeProfiles } from "./cpu-profile";
+import { benchApply } from "./apply";
+import { ActorsProcess, ROOT, actorsEnv } from "./harness/actors-process";
+import { parseOptions } from "./harness/args";
+import { summarizeProfiles } from "./harness/cpu-profile";
+import { fmt, medianMinMax, percentile, rounded, spread, spreadText, type Spread } from "./harness/figures";
+import { machine, printLines } from "./harness/print";
+import { directHost, logBatch, phaseObserver, quietLogger } from "./harness/host";
+import { cpuByProcess, cpuUsedBetween, type CpuUse } from "./harness/proc";
+import { BenchStack, expectTicks, serversFromEnv, unique, type Servers } from "./harness/stack";
+import { SETTINGS, randomWalkTick, seededRandom } from "./harness/ticks";
 import { benchScale, printScale } from "./scale";
 
 /**
@@ -37,7 +40,8 @@ import { benchScale, printScale } from "./scale";
  *   (c) latency from Kafka's acknowledgement of a tick to its row being committed in Postgres, at a
  *       paced 1,000 ticks/s;
  *   (d) a restart with half the ticks left, the snapshot cache kept or emptied (Redis lost its
- *       data): the catch-up time with actors restored from Redis or from their records in Postgres.
+ *       data): the catch-up time with actors restored from Redis or from their records in Postgres;
+ *   (e) memory and scale (bench/scale.ts).
  * The actors run as a real process (bin/start.ts, SERVICES=actors), as in production, so that their
  * work does not share an event loop with the producer and the clocks of (c). Fresh topics, databases
  * and Redis keys, all removed afterwards.
@@ -45,7 +49,7 @@ import { benchScale, printScale } from "./scale";
  *   npm run bench:actors [-- --ticks 100000 --rate 1000 --seconds 20 --partitions 12]
  */
 
-interface Options {
+interface Options extends Servers {
   ticks: number;
   rate: number;
   seconds: number;
@@ -60,61 +64,25 @@ interface Options {
   profile: boolean;
   /** The parts to run, letters a-e. */
   only: string;
-  brokers: string;
-  postgresUrl: string;
-  redisUrl: string;
 }
 
 function parseArgs(argv: string[]): Options {
   const quick = argv.includes("--quick");
-  const profile = argv.includes("--profile");
-  const onlyAt = argv.indexOf("--only");
-  const only = onlyAt >= 0 ? (argv.splice(onlyAt, 2)[1] ?? "") : "abcde";
-  if (!/^[a-e]+$/.test(only)) throw new Error("--only takes the parts to run, e.g. --only bc");
-  argv = argv.filter(a => a !== "--quick" && a !== "--profile");
-  const o: Options = {
-    ticks: quick ? 60_000 : 200_000,
-    rate: 1000,
-    seconds: quick ? 8 : 20,
-    partitions: 12,
-    latencySymbols: 100,
-    repeats: 5,
-    rawTicks: 1_000_000,
-    connections: 4,
-    scaleSymbols: quick ? 10_000 : 100_000,
-    quick,
-    profile,
-    only,
-    brokers: process.env.KAFKA_BROKERS ?? "127.0.0.1:9092",
-    postgresUrl: process.env.BENCH_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres",
-    redisUrl: process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+  const defaults: Options = {
+    // What --quick changes.
+    ...(quick
+      ? { ticks: 60_000, seconds: 8, scaleSymbols: 10_000 }
+      : { ticks: 200_000, seconds: 20, scaleSymbols: 100_000 }),
+    ...{ rate: 1000, partitions: 12, latencySymbols: 100, repeats: 5, rawTicks: 1_000_000, connections: 4 },
+    ...{ quick, profile: false, only: "abcde", ...serversFromEnv() },
   };
-  const names: Record<string, keyof Options> = {
-    "--ticks": "ticks",
-    "--rate": "rate",
-    "--seconds": "seconds",
-    "--partitions": "partitions",
-    "--latency-symbols": "latencySymbols",
-    "--repeats": "repeats",
-    "--raw-ticks": "rawTicks",
-    "--connections": "connections",
-    "--scale-symbols": "scaleSymbols",
-  };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = names[argv[i]];
-    const value = Number(argv[i + 1]);
-    if (!key) throw new Error(`unknown option ${argv[i]} (known: ${Object.keys(names).join(", ")})`);
-    if (!Number.isSafeInteger(value) || value < 1)
-      throw new Error(`${argv[i]} needs a positive whole number`);
-    (o as unknown as Record<string, number>)[key] = value;
-  }
-  return o;
+  return parseOptions(argv, defaults, { "--only": onlyParts });
 }
 
-const ROOT = path.resolve(__dirname, "..");
-const unique = (prefix: string) => `${prefix}_${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`;
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+function onlyParts(parts: string, o: Options): void {
+  if (!/^[a-e]+$/.test(parts)) throw new Error("--only takes the parts to run, e.g. --only bc");
+  o.only = parts;
+}
 
 /** Random-walk price ticks over `symbols` symbols (S0, S1, ...), each symbol's ticks in time order. */
 function tickSource(symbols: number, seed: number): () => PriceTick {
@@ -132,188 +100,74 @@ function tickSource(symbols: number, seed: number): () => PriceTick {
   };
 }
 
-class Stack {
-  readonly kafka: Kafka;
-  private admin: Admin | null = null;
-  private readonly cleanups: (() => Promise<unknown>)[] = [];
-
-  constructor(readonly o: Options) {
-    this.kafka = new Kafka({
-      clientId: "bench-actors",
-      brokers: o.brokers.split(","),
-      logLevel: logLevel.NOTHING,
-    });
-  }
-
-  async connectedAdmin(): Promise<Admin> {
-    if (!this.admin) {
-      this.admin = this.kafka.admin();
-      await this.admin.connect();
-    }
-    return this.admin;
-  }
-
-  async topic(prefix: string): Promise<string> {
-    const topic = unique(prefix);
-    const admin = await this.connectedAdmin();
-    await admin.createTopics({
-      waitForLeaders: true,
-      topics: [{ topic, numPartitions: this.o.partitions, replicationFactor: 1 }],
-    });
-    this.cleanups.push(() => admin.deleteTopics({ topics: [topic] }));
-    return topic;
-  }
-
-  async database(): Promise<string> {
-    const name = unique("bench_actors").toLowerCase();
-    await this.adminSql(`CREATE DATABASE ${name}`);
-    this.cleanups.push(() => this.adminSql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-    return this.o.postgresUrl.replace(/\/[^/]*$/, `/${name}`);
-  }
-
-  snapshotsOf(groupId: string, topic: string): void {
-    this.cleanups.push(async () => {
-      const redis = new Redis(this.o.redisUrl);
-      const keys: string[] = [];
-      for (let p = 0; p < this.o.partitions; p++)
-        keys.push(`{${groupId}:${topic}:${p}}:actors`, `{${groupId}:${topic}:${p}}:epoch`);
-      await redis.del(...keys).finally(() => redis.quit());
-    });
-  }
-
-  async adminSql<T extends pg.QueryResultRow>(text: string): Promise<T[]> {
-    const client = new pg.Client({ connectionString: this.o.postgresUrl });
-    await client.connect();
-    try {
-      return (await client.query<T>(text)).rows;
-    } finally {
-      await client.end();
-    }
-  }
-
-  /** The group's committed offsets minus the topic's end offsets, summed: 0 once all is committed. */
-  async uncommitted(topic: string, groupId: string): Promise<number> {
-    const admin = await this.connectedAdmin();
-    const [ends, groups] = await Promise.all([
-      admin.fetchTopicOffsets(topic),
-      admin.fetchOffsets({ groupId, topics: [topic] }),
-    ]);
-    const committed = new Map<number, number>();
-    for (const p of groups[0]?.partitions ?? []) committed.set(p.partition, Number(p.offset));
-    return ends.reduce((n, e) => n + Number(e.high) - Math.max(committed.get(e.partition) ?? 0, 0), 0);
-  }
-
-  async close(): Promise<void> {
-    for (const cleanup of this.cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-    await this.admin?.disconnect();
-  }
+function ticksOf(count: number, symbols: number, seed = 20240601 + symbols): PriceTick[] {
+  const next = tickSource(symbols, seed);
+  return Array.from({ length: count }, () => next());
 }
 
-async function connectProducer(stack: Stack): Promise<Producer> {
-  const producer = stack.kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    allowAutoTopicCreation: false,
-  });
-  await producer.connect();
-  return producer;
+/** A fresh consumer group (its cache keys removed at the end) and database for actors processes on `topic`. */
+interface ActorsRun {
+  topic: string;
+  groupId: string;
+  databaseUrl: string;
+  env: Record<string, string>;
 }
 
-/** Sends the ticks in order in 1,000-message acknowledged batches. */
-async function produceTicks(stack: Stack, topic: string, ticks: readonly PriceTick[]): Promise<void> {
-  const producer = await connectProducer(stack);
-  try {
-    for (let sent = 0; sent < ticks.length; sent += 1000) {
-      const messages = ticks
-        .slice(sent, sent + 1000)
-        .map(t => ({ key: t.stock_symbol, value: JSON.stringify(t) }));
-      await producer.send({ topic, acks: -1, messages });
-    }
-  } finally {
-    await producer.disconnect();
-  }
-}
-
-/** Sends `count` ticks over `symbols` symbols. */
-async function preProduce(stack: Stack, topic: string, count: number, symbols: number): Promise<void> {
-  const next = tickSource(symbols, 20240601 + symbols);
-  await produceTicks(
-    stack,
-    topic,
-    Array.from({ length: count }, () => next()),
-  );
-}
-
-/** An actors process of this checkout (bin/start.ts through tsx), logging at info to see its assignment. */
-class ActorsProcess {
-  private readonly child: ChildProcess;
-  private readonly exited: Promise<number | null>;
-  assignedAt: number | null = null;
-  readonly tail: string[] = [];
-
-  constructor(env: Record<string, string>, nodeArgs: string[] = []) {
-    // BENCH_ACTORS_CHECKOUT runs the actors of another checkout (an A/B against an older commit).
-    const root = process.env.BENCH_ACTORS_CHECKOUT ?? ROOT;
-    this.child = spawn(process.execPath, [...nodeArgs, "--import", "tsx", path.join(root, "bin/start.ts")], {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    const read = (chunk: Buffer) => {
-      for (const line of chunk.toString().split("\n")) {
-        if (!line) continue;
-        if (this.assignedAt === null && /assigned partitions \[\d/.test(line))
-          this.assignedAt = performance.now();
-        this.tail.push(line);
-        if (this.tail.length > 50) this.tail.shift();
-      }
-    };
-    this.child.stdout!.on("data", read);
-    this.child.stderr!.on("data", read);
-    this.exited = new Promise(resolve => this.child.on("exit", code => resolve(code)));
-  }
-
-  get pid(): number | undefined {
-    return this.child.pid;
-  }
-
-  async waitForAssignment(timeoutMs = 60000): Promise<number> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.assignedAt === null) {
-      if (this.child.exitCode !== null) throw new Error(`actors process exited:\n${this.tail.join("\n")}`);
-      if (Date.now() > deadline)
-        throw new Error(`no partition assignment in ${timeoutMs} ms:\n${this.tail.join("\n")}`);
-      await sleep(5);
-    }
-    return this.assignedAt;
-  }
-
-  async stop(): Promise<number | null> {
-    if (this.child.exitCode === null) this.child.kill("SIGTERM");
-    return this.exited;
-  }
-}
-
-function actorsEnv(o: Options, topic: string, groupId: string, databaseUrl: string): Record<string, string> {
-  return {
-    SERVICES: "actors",
-    KAFKA_BROKERS: o.brokers,
-    KAFKA_TOPIC: topic,
-    KAFKA_GROUP_ID: groupId,
-    KAFKA_PARTITIONS: String(o.partitions),
-    DATABASE_URL: databaseUrl,
-    REDIS_URL: o.redisUrl,
+async function freshRun(stack: BenchStack, o: Options, topic: string, group: string): Promise<ActorsRun> {
+  const groupId = unique(group);
+  stack.atEnd(() => stack.dropKeys(stack.cacheKeys(`${groupId}:${topic}`, ["actors", "epoch"])));
+  const databaseUrl = await stack.database("bench_actors");
+  const env = {
+    ...actorsEnv(o, { topic, groupId, partitions: o.partitions, databaseUrl }),
     DATABASE_POOL_SIZE: String(o.connections),
-    METRICS_PORT: "0",
-    DEMO_FEED: "0",
-    LOG_LEVEL: "info",
     // Settings to try out on the actors process, e.g. BENCH_ACTORS_ENV='{"DATABASE_POOL_SIZE":"10"}'.
     ...(JSON.parse(process.env.BENCH_ACTORS_ENV ?? "{}") as Record<string, string>),
   };
+  return { topic, groupId, databaseUrl, env };
+}
+
+function spawnActors(run: ActorsRun, profileDir?: string): ActorsProcess {
+  return new ActorsProcess({
+    env: run.env,
+    nodeArgs: [...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []), "--import", "tsx"],
+    // BENCH_ACTORS_CHECKOUT runs the actors of another checkout (an A/B against an older commit).
+    root: process.env.BENCH_ACTORS_CHECKOUT,
+  });
+}
+
+/**
+ * An actors process of `run` working off its topic: seconds from its partition assignment until
+ * every offset is committed, and with `cpu` the CPU seconds each process used meanwhile.
+ */
+async function workOff(
+  stack: BenchStack,
+  run: ActorsRun,
+  opts: { cpu?: boolean; profileDir?: string } = {},
+): Promise<{ seconds: number; cpu: CpuUse | null }> {
+  const actors = spawnActors(run, opts.profileDir);
+  try {
+    const start = await actors.waitForAssignment();
+    const cpuBefore = opts.cpu ? cpuByProcess() : null;
+    // A process that stops committing fails the run with its last lines (it would wait forever).
+    const stalled = (since: number) => actors.assertAlive(since + 60_000, "no offset committed for 60 s");
+    await stack.untilCommitted(run.topic, run.groupId, stalled);
+    const seconds = (performance.now() - start) / 1000;
+    return { seconds, cpu: cpuBefore && cpuUsedBetween(cpuBefore, cpuByProcess(), actors.pid) };
+  } finally {
+    await actors.stop();
+  }
+}
+
+/** One end-to-end run: a fresh group and database on `topic`, timed from the assignment to the last commit. */
+async function endToEnd(stack: BenchStack, o: Options, topic: string, profileDir?: string) {
+  const run = await freshRun(stack, o, topic, "bench_actors_group");
+  const done = await workOff(stack, run, { cpu: true, profileDir });
+  await expectTicks(run.databaseUrl, o.ticks, "actors");
+  return done;
 }
 
 /** A plain consumer group reading every message, no processing, no commits: kafkajs's ceiling here. */
-async function rawConsume(stack: Stack, topic: string, count: number): Promise<number> {
+async function rawConsume(stack: BenchStack, topic: string, count: number): Promise<number> {
   const consumer = stack.kafka.consumer({
     groupId: unique("bench_raw"),
     maxBytesPerPartition: 1024 * 1024,
@@ -327,7 +181,7 @@ async function rawConsume(stack: Stack, topic: string, count: number): Promise<n
   const finished = new Promise<number>(resolve => {
     void consumer.run({
       autoCommit: false,
-      partitionsConsumedConcurrently: stack.o.partitions,
+      partitionsConsumedConcurrently: stack.partitions,
       eachBatch: async ({ batch }) => {
         seen += batch.messages.length;
         if (seen >= count) resolve(performance.now());
@@ -339,78 +193,12 @@ async function rawConsume(stack: Stack, topic: string, count: number): Promise<n
   return (done - assignedAt) / 1000;
 }
 
-/** CPU seconds (user + system) used so far by each running process, by pid, with its command name. */
-function cpuByProcess(): Map<number, { comm: string; seconds: number }> {
-  const out = new Map<number, { comm: string; seconds: number }>();
-  const tick = 100; // USER_HZ on Linux
-  for (const entry of fs.existsSync("/proc") ? fs.readdirSync("/proc") : []) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-      const close = stat.lastIndexOf(")");
-      const comm = stat.slice(stat.indexOf("(") + 1, close);
-      const fields = stat.slice(close + 2).split(" ");
-      out.set(Number(entry), { comm, seconds: (Number(fields[11]) + Number(fields[12])) / tick });
-    } catch {
-      // The process ended meanwhile.
-    }
-  }
-  return out;
-}
-
-/** CPU seconds used between two `cpuByProcess` readings, summed by who used them. */
-function cpuUsedBetween(
-  before: Map<number, { comm: string; seconds: number }>,
-  after: Map<number, { comm: string; seconds: number }>,
-  actorsPid: number | undefined,
-): { actors: number; postgres: number; kafka: number; other: number } {
-  const used = { actors: 0, postgres: 0, kafka: 0, other: 0 };
-  for (const [pid, a] of after) {
-    const d = a.seconds - (before.get(pid)?.seconds ?? 0);
-    if (d <= 0) continue;
-    if (pid === actorsPid) used.actors += d;
-    else if (a.comm.startsWith("postgres")) used.postgres += d;
-    else if (a.comm === "java") used.kafka += d;
-    else used.other += d;
-  }
-  return used;
-}
-
-/** CPU seconds per resource of the last end-to-end run. */
-let lastRunCpu: ReturnType<typeof cpuUsedBetween> | null = null;
-
-/** One end-to-end run: a fresh group and database on `topic`, timed from the assignment to the last commit. */
-async function endToEnd(stack: Stack, topic: string, count: number, profileDir?: string): Promise<number> {
-  const o = stack.o;
-  const groupId = unique("bench_actors_group");
-  stack.snapshotsOf(groupId, topic);
-  const databaseUrl = await stack.database();
-  const env = actorsEnv(o, topic, groupId, databaseUrl);
-  const actors = new ActorsProcess(env, profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []);
-  try {
-    const start = await actors.waitForAssignment();
-    const cpuBefore = cpuByProcess();
-    while ((await stack.uncommitted(topic, groupId)) > 0) await sleep(20);
-    const seconds = (performance.now() - start) / 1000;
-    lastRunCpu = cpuUsedBetween(cpuBefore, cpuByProcess(), actors.pid);
-    const db = new pg.Client({ connectionString: databaseUrl });
-    await db.connect();
-    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM ticks");
-    await db.end();
-    if (Number(rows[0].n) !== count) throw new Error(`expected ${count} rows, found ${rows[0].n}`);
-    return seconds;
-  } finally {
-    await actors.stop();
-  }
-}
-
 /**
  * The tick rows the actors store for `ticks` (same symbols, seqs, indicators, partitions and
  * offsets), in COPY's binary format as the actors send them, as one partition's chunks of 2,000 (the actors' chunk size), dealt
  * round-robin to `connections` writers by partition.
  */
 function ceilingChunks(ticks: readonly PriceTick[], partitions: number, connections: number): Buffer[][] {
-  const settings = { smaPeriod: 20, emaPeriod: 20, rsiPeriod: 14, rsiOversold: 30, rsiOverbought: 70 };
   const actors = new Map<string, SymbolActor>();
   const offsets = new Array<number>(partitions).fill(0);
   const rows: TickRow[][] = Array.from({ length: partitions }, () => []);
@@ -418,7 +206,7 @@ function ceilingChunks(ticks: readonly PriceTick[], partitions: number, connecti
   for (const t of ticks) {
     const p = partitionForKey(t.stock_symbol, partitions);
     let actor = actors.get(t.stock_symbol);
-    if (!actor) actors.set(t.stock_symbol, (actor = new SymbolActor(t.stock_symbol, settings)));
+    if (!actor) actors.set(t.stock_symbol, (actor = new SymbolActor(t.stock_symbol, SETTINGS)));
     const out = actor.apply(t, offsets[p]++);
     if (out?.kind === "tick") rows[p].push({ ...out.tick, logTimestamp: now });
   }
@@ -435,8 +223,8 @@ function ceilingChunks(ticks: readonly PriceTick[], partitions: number, connecti
  * database (same table, same indexes), one transaction per chunk, `chunks.length` connections
  * at once. Nothing else: no conflict check, no buckets, aggregates or records.
  */
-async function ceiling(stack: Stack, chunks: Buffer[][], count: number): Promise<number> {
-  const url = await stack.database();
+async function ceiling(stack: BenchStack, chunks: Buffer[][], count: number): Promise<number> {
+  const url = await stack.database("bench_actors");
   const migrator = new PostgresClient(url, 1);
   await migrate(migrator);
   await migrator.close();
@@ -457,29 +245,12 @@ async function ceiling(stack: Stack, chunks: Buffer[][], count: number): Promise
       }),
     );
     const seconds = (performance.now() - started) / 1000;
-    const { rows } = await clients[0].query<{ n: string }>("SELECT count(*) AS n FROM ticks");
-    if (Number(rows[0].n) !== count) throw new Error(`ceiling: expected ${count} rows, found ${rows[0].n}`);
+    await expectTicks(url, count, "ceiling");
     return seconds;
   } finally {
     await Promise.all(clients.map(c => c.end().catch(() => undefined)));
   }
 }
-
-interface Spread {
-  median: number;
-  min: number;
-  max: number;
-}
-
-function spread(xs: readonly number[]): Spread {
-  const sorted = [...xs].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const median = sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  return { median, min: sorted[0], max: sorted[sorted.length - 1] };
-}
-
-const spreadText = (s: Spread, digits = 0) =>
-  `${fmt(s.median, digits)} (${fmt(s.min, digits)}-${fmt(s.max, digits)})`;
 
 interface ThroughputResult {
   symbols: number;
@@ -493,28 +264,19 @@ interface ThroughputResult {
  * `repeats` rounds of, interleaved: an actors process working off the topic (fresh group and
  * database), and the bare COPY writer with the same rows. Rates in ticks (rows) per second.
  */
-async function throughput(stack: Stack, symbols: number): Promise<ThroughputResult> {
-  const o = stack.o;
-  const next = tickSource(symbols, 20240601 + symbols);
-  const ticks = Array.from({ length: o.ticks }, () => next());
+async function throughput(stack: BenchStack, o: Options, symbols: number): Promise<ThroughputResult> {
+  const ticks = ticksOf(o.ticks, symbols);
   const topic = await stack.topic(`bench_actors_${symbols}`);
-  await produceTicks(stack, topic, ticks);
+  await stack.send(topic, ticks);
   const chunks = ceilingChunks(ticks, o.partitions, o.connections);
   const e2e: number[] = [];
   const bare: number[] = [];
   const ratios: number[] = [];
   for (let round = 0; round < o.repeats; round++) {
-    // Alternate which goes first, so neither always runs on a warmer machine.
-    const first = round % 2 === 0;
     const runBare = async () => bare.push(o.ticks / (await ceiling(stack, chunks, o.ticks)));
-    const runE2e = async () => e2e.push(o.ticks / (await endToEnd(stack, topic, o.ticks)));
-    if (first) {
-      await runE2e();
-      await runBare();
-    } else {
-      await runBare();
-      await runE2e();
-    }
+    const runE2e = async () => e2e.push(o.ticks / (await endToEnd(stack, o, topic)).seconds);
+    // Alternate which goes first, so neither always runs on a warmer machine.
+    for (const step of round % 2 === 0 ? [runE2e, runBare] : [runBare, runE2e]) await step();
     ratios.push(e2e[round] / bare[round]);
     console.log(
       `    round ${round + 1}: actors ${fmt(e2e[round])} ticks/s, bare COPY ${fmt(bare[round])} rows/s, ratio ${(ratios[round] * 100).toFixed(0)}%`,
@@ -523,58 +285,37 @@ async function throughput(stack: Stack, symbols: number): Promise<ThroughputResu
   return { symbols, e2e: spread(e2e), ceiling: spread(bare), ratio: spread(ratios) };
 }
 
-interface Breakdown {
-  ticks: number;
-  seconds: number;
-  apply: number;
-  persist: number;
-  snapshot: number;
-}
-
 /** One partition loop's wall time split by phase, from ActorHost's observer (no Kafka, no commit). */
-async function batchBreakdown(stack: Stack, symbols: number, recordIntervalMs: number): Promise<Breakdown> {
-  const ticks = Math.min(stack.o.ticks, 60_000);
-  const db = new PostgresClient(await stack.database(), 2);
-  const prefix = unique("bench_breakdown");
-  stack.snapshotsOf(prefix, "loop");
-  const snapshots = new RedisSnapshotStore(stack.o.redisUrl, `${prefix}:loop`);
+async function batchBreakdown(stack: BenchStack, o: Options, symbols: number, recordIntervalMs: number) {
+  const ticks = Math.min(o.ticks, 60_000);
+  const db = new PostgresClient(await stack.database("bench_actors"), 2);
+  const prefix = `${unique("bench_breakdown")}:loop`;
+  stack.atEnd(() => stack.dropKeys(stack.cacheKeys(prefix, ["actors", "epoch"])));
+  const snapshots = new RedisSnapshotStore(o.redisUrl, prefix);
   try {
     await migrate(db);
     const b = { ticks, seconds: 0, apply: 0, persist: 0, snapshot: 0 };
-    const host = new ActorHost({
-      settings: { smaPeriod: 20, emaPeriod: 20, rsiPeriod: 14, rsiOversold: 30, rsiOverbought: 70 },
+    const host = directHost({
       results: new ResultsStore(db),
       snapshots,
-      commit: async () => undefined,
       partitionCount: 1,
       idleMs: 3_600_000,
       retryMaxBackoffMs: 1000,
       recordIntervalMs,
-      logger: { info() {}, warn() {}, error: console.error, debug() {} },
-      observer: {
-        applied: (_n, seconds) => (b.apply += seconds),
-        persisted: seconds => (b.persist += seconds),
-        snapshotted: seconds => (b.snapshot += seconds),
-      },
+      logger: quietLogger,
+      observer: phaseObserver(b),
     });
     host.onAssignment([0], 1);
-    const next = tickSource(symbols, 99);
-    const values = Array.from({ length: ticks }, () => {
-      const t = next();
-      return { key: t.stock_symbol, value: Buffer.from(JSON.stringify(t)) };
-    });
+    const values = ticksOf(ticks, symbols, 99).map(t => ({
+      key: t.stock_symbol,
+      value: Buffer.from(JSON.stringify(t)),
+    }));
     const started = performance.now();
     for (let i = 0; i < ticks; i += 2000) {
-      const batch: LogBatch = {
-        partition: 0,
-        messages: values
-          .slice(i, i + 2000)
-          .map((m, j) => ({ partition: 0, offset: i + j, timestamp: Date.now(), ...m })),
-        highWatermark: ticks,
-        heartbeat: async () => undefined,
-        isActive: () => true,
-      };
-      await host.handleBatch(batch, 1);
+      const messages = values
+        .slice(i, i + 2000)
+        .map((m, j) => ({ partition: 0, offset: i + j, timestamp: Date.now(), ...m }));
+      await host.handleBatch(logBatch(0, messages, ticks), 1);
     }
     b.seconds = (performance.now() - started) / 1000;
     return b;
@@ -590,68 +331,18 @@ async function batchBreakdown(stack: Stack, symbols: number, recordIntervalMs: n
  * emptied (as a Redis without persistence restarts); a new process is timed from its assignment
  * to the last commit. Its actors come from the cache, or from their records in Postgres.
  */
-async function restartAfter(stack: Stack, cache: "kept" | "emptied"): Promise<number> {
-  const o = stack.o;
+async function restartAfter(stack: BenchStack, o: Options, cache: "kept" | "emptied"): Promise<number> {
   const half = Math.floor(o.ticks / 2);
   const topic = await stack.topic("bench_actors_restart");
-  const groupId = unique("bench_actors_restart_group");
-  stack.snapshotsOf(groupId, topic);
-  const databaseUrl = await stack.database();
-  const next = tickSource(1000, 424242);
-  const produce = async (count: number) => {
-    const producer = await connectProducer(stack);
-    try {
-      for (let sent = 0; sent < count; sent += 1000) {
-        const messages = Array.from({ length: Math.min(1000, count - sent) }, () => {
-          const t = next();
-          return { key: t.stock_symbol, value: JSON.stringify(t) };
-        });
-        await producer.send({ topic, acks: -1, messages });
-      }
-    } finally {
-      await producer.disconnect();
-    }
-  };
-  await produce(half);
-  const first = new ActorsProcess(actorsEnv(o, topic, groupId, databaseUrl));
-  try {
-    await first.waitForAssignment();
-    while ((await stack.uncommitted(topic, groupId)) > 0) await sleep(20);
-  } finally {
-    await first.stop();
-  }
-  await produce(o.ticks - half);
-  if (cache === "emptied") {
-    const redis = new Redis(o.redisUrl);
-    const keys = Array.from({ length: o.partitions }, (_, p) => `{${groupId}:${topic}:${p}}:actors`);
-    await redis.del(...keys).finally(() => redis.quit());
-  }
-  const second = new ActorsProcess(actorsEnv(o, topic, groupId, databaseUrl));
-  try {
-    const start = await second.waitForAssignment();
-    while ((await stack.uncommitted(topic, groupId)) > 0) await sleep(20);
-    const seconds = (performance.now() - start) / 1000;
-    const db = new pg.Client({ connectionString: databaseUrl });
-    await db.connect();
-    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM ticks");
-    await db.end();
-    if (Number(rows[0].n) !== o.ticks) throw new Error(`expected ${o.ticks} rows, found ${rows[0].n}`);
-    return seconds;
-  } finally {
-    await second.stop();
-  }
-}
-
-interface LatencyResult {
-  /** CPU seconds used while the ticks were sent. */
-  cpu: ReturnType<typeof cpuUsedBetween>;
-  sent: number;
-  seconds: number;
-  measured: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
+  const run = await freshRun(stack, o, topic, "bench_actors_restart_group");
+  const ticks = ticksOf(o.ticks, 1000, 424242);
+  await stack.send(topic, ticks.slice(0, half));
+  await workOff(stack, run);
+  await stack.send(topic, ticks.slice(half));
+  if (cache === "emptied") await stack.dropKeys(stack.cacheKeys(`${run.groupId}:${topic}`));
+  const { seconds } = await workOff(stack, run);
+  await expectTicks(run.databaseUrl, o.ticks, "restart");
+  return seconds;
 }
 
 /**
@@ -660,80 +351,28 @@ interface LatencyResult {
  * notifications only when the inserting transaction commits, so the listener's stamp is the moment
  * the row became visible. Both stamps come from this process's monotonic clock.
  */
-async function latency(stack: Stack): Promise<LatencyResult> {
-  const o = stack.o;
+async function latency(stack: BenchStack, o: Options) {
   const topic = await stack.topic("bench_actors_latency");
-  const groupId = unique("bench_actors_latency_group");
-  stack.snapshotsOf(groupId, topic);
-  const databaseUrl = await stack.database();
-  const profileDir = process.env.BENCH_PROFILE_DIR;
-  const actors = new ActorsProcess(
-    actorsEnv(o, topic, groupId, databaseUrl),
-    profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [],
-  );
-  const listener = new pg.Client({ connectionString: databaseUrl });
-  const producer = await connectProducer(stack);
+  const run = await freshRun(stack, o, topic, "bench_actors_latency_group");
+  const actors = spawnActors(run, process.env.BENCH_PROFILE_DIR);
+  const listener = new pg.Client({ connectionString: run.databaseUrl });
+  const producer = await stack.producer();
   try {
     // The actors apply the migrations before they join the group.
     await actors.waitForAssignment();
-    await listener.connect();
-    await listener.query(`
-      CREATE FUNCTION bench_notify_tick() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN PERFORM pg_notify('bench_ticks', NEW.symbol || ' ' || NEW.seq); RETURN NULL; END $$;
-      CREATE TRIGGER bench_notify AFTER INSERT ON ticks FOR EACH ROW EXECUTE FUNCTION bench_notify_tick();
-      LISTEN bench_ticks;`);
-    const committedAt = new Map<string, number>();
-    listener.on("notification", n => committedAt.set(n.payload ?? "", performance.now()));
+    const committedAt = await listenForCommits(listener);
     const cpuBefore = cpuByProcess();
-
-    const ackedAt = new Map<string, number>();
-    const seqs = new Map<string, number>();
-    const next = tickSource(o.latencySymbols, 7);
-    const total = o.rate * o.seconds;
-    const stepMs = 10;
-    const started = performance.now();
-    let sent = 0;
-    while (sent < total) {
-      const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * o.rate) + 1);
-      if (due > sent) {
-        const ticks = Array.from({ length: due - sent }, next);
-        await producer.send({
-          topic,
-          acks: -1,
-          messages: ticks.map(t => ({ key: t.stock_symbol, value: JSON.stringify(t) })),
-        });
-        const at = performance.now();
-        for (const t of ticks) {
-          const seq = (seqs.get(t.stock_symbol) ?? 0) + 1;
-          seqs.set(t.stock_symbol, seq);
-          ackedAt.set(`${t.stock_symbol} ${seq}`, at);
-        }
-        sent = due;
-      }
-      await sleep(stepMs);
-    }
-    const seconds = (performance.now() - started) / 1000;
+    const { sent, seconds, ackedAt } = await pacedSend(producer, topic, o);
+    // CPU seconds used while the ticks were sent.
     const cpu = cpuUsedBetween(cpuBefore, cpuByProcess(), actors.pid);
     const deadline = Date.now() + 30000;
-    while (committedAt.size < total && Date.now() < deadline) await sleep(50);
-
-    const latencies: number[] = [];
-    for (const [key, ack] of ackedAt) {
-      const commit = committedAt.get(key);
-      if (commit !== undefined) latencies.push(commit - ack);
-    }
-    latencies.sort((a, b) => a - b);
-    const q = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))];
-    return {
-      sent,
-      seconds,
-      measured: latencies.length,
-      p50: q(0.5),
-      p90: q(0.9),
-      p99: q(0.99),
-      max: latencies[latencies.length - 1],
-      cpu,
-    };
+    while (committedAt.size < sent && Date.now() < deadline) await sleep(50);
+    const latencies = Float64Array.from(
+      [...ackedAt].filter(([key]) => committedAt.has(key)).map(([key, ack]) => committedAt.get(key)! - ack),
+    ).sort();
+    const q = (p: number) => percentile(latencies, p);
+    const max = latencies[latencies.length - 1];
+    return { sent, seconds, measured: latencies.length, p50: q(0.5), p90: q(0.9), p99: q(0.99), max, cpu };
   } finally {
     await producer.disconnect();
     await listener.end().catch(() => undefined);
@@ -741,214 +380,241 @@ async function latency(stack: Stack): Promise<LatencyResult> {
   }
 }
 
+/** When each tick's row was committed, by "symbol seq", from a trigger's NOTIFY. */
+async function listenForCommits(listener: pg.Client): Promise<Map<string, number>> {
+  await listener.connect();
+  await listener.query(`
+    CREATE FUNCTION bench_notify_tick() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_notify('bench_ticks', NEW.symbol || ' ' || NEW.seq); RETURN NULL; END $$;
+    CREATE TRIGGER bench_notify AFTER INSERT ON ticks FOR EACH ROW EXECUTE FUNCTION bench_notify_tick();
+    LISTEN bench_ticks;`);
+  const committedAt = new Map<string, number>();
+  listener.on("notification", n => committedAt.set(n.payload ?? "", performance.now()));
+  return committedAt;
+}
+
+/** `o.rate` ticks/s for `o.seconds`, every 10 ms what is due; when each was acknowledged, by "symbol seq". */
+async function pacedSend(producer: Producer, topic: string, o: Options) {
+  const ackedAt = new Map<string, number>();
+  const seqs = new Map<string, number>();
+  const next = tickSource(o.latencySymbols, 7);
+  const total = o.rate * o.seconds;
+  const started = performance.now();
+  let sent = 0;
+  while (sent < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * o.rate) + 1);
+    if (due > sent) {
+      const ticks = Array.from({ length: due - sent }, next);
+      await producer.send({
+        topic,
+        acks: -1,
+        messages: ticks.map(t => ({ key: t.stock_symbol, value: JSON.stringify(t) })),
+      });
+      const at = performance.now();
+      for (const t of ticks) {
+        const seq = (seqs.get(t.stock_symbol) ?? 0) + 1;
+        seqs.set(t.stock_symbol, seq);
+        ackedAt.set(`${t.stock_symbol} ${seq}`, at);
+      }
+      sent = due;
+    }
+    await sleep(10);
+  }
+  return { sent, seconds: (performance.now() - started) / 1000, ackedAt };
+}
+
 /** One end-to-end run per symbol count with the actors process under `--cpu-prof`: where its CPU time goes. */
-async function profileRuns(stack: Stack): Promise<void> {
-  const o = stack.o;
+async function profileRuns(stack: BenchStack, o: Options): Promise<void> {
   for (const symbols of [5, 1000]) {
-    const next = tickSource(symbols, 20240601 + symbols);
-    const ticks = Array.from({ length: o.ticks }, () => next());
     const topic = await stack.topic(`bench_actors_profile_${symbols}`);
-    await produceTicks(stack, topic, ticks);
+    await stack.send(topic, ticksOf(o.ticks, symbols));
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), "bench-actors-prof-"));
     try {
-      const seconds = await endToEnd(stack, topic, o.ticks, dir);
+      const { seconds, cpu } = await endToEnd(stack, o, topic, dir);
       console.log(
         `CPU profile of the actors process, ${fmt(symbols)} symbols: ${fmt(o.ticks / seconds)} ticks/s (profiled)`,
       );
-      const cpu = lastRunCpu as ReturnType<typeof cpuUsedBetween> | null;
       if (cpu)
         console.log(
           `  CPU seconds over the ${seconds.toFixed(1)} s run: actors ${cpu.actors.toFixed(1)}, Postgres ${cpu.postgres.toFixed(1)}, Kafka ${cpu.kafka.toFixed(1)}, other ${cpu.other.toFixed(1)}`,
         );
-      for (const p of summarizeProfiles(dir, Number(process.env.BENCH_PROFILE_TOP ?? 12)).filter(
-        p => !(p.byModule[0]?.name === "(idle)" && p.byModule[0].share > 0.9),
-      )) {
-        console.log(`  ${p.seconds.toFixed(1)} s of samples; self time by module:`);
-        for (const m of p.byModule) console.log(`    ${(m.share * 100).toFixed(1).padStart(5)} %  ${m.name}`);
-        console.log("  by function:");
-        for (const f of p.byFunction)
-          console.log(`    ${(f.share * 100).toFixed(1).padStart(5)} %  ${f.name}`);
-      }
+      printProfiles(dir);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   }
 }
 
-async function environment(stack: Stack): Promise<string[]> {
-  const cpus = os.cpus();
-  const [pgVersion] = await stack.adminSql<{ v: string }>("SELECT current_setting('server_version') AS v");
-  const redis = new Redis(stack.o.redisUrl);
-  const info = await redis.info("server").finally(() => redis.quit());
-  const jar = fs.existsSync(path.join(ROOT, ".stack/kafka/libs"))
-    ? fs.readdirSync(path.join(ROOT, ".stack/kafka/libs")).find(f => /^kafka-server-[\d.]+\.jar$/.test(f))
+/** Self time by module and by function of each profile in `dir` that is not almost all idle. */
+function printProfiles(dir: string): void {
+  const share = (s: number) => `${(s * 100).toFixed(1).padStart(5)} %`;
+  for (const p of summarizeProfiles(dir, Number(process.env.BENCH_PROFILE_TOP ?? 12)).filter(
+    p => !(p.byModule[0]?.name === "(idle)" && p.byModule[0].share > 0.9),
+  )) {
+    console.log(`  ${p.seconds.toFixed(1)} s of samples; self time by module:`);
+    for (const m of p.byModule) console.log(`    ${share(m.share)}  ${m.name}`);
+    console.log("  by function:");
+    for (const f of p.byFunction) console.log(`    ${share(f.share)}  ${f.name}`);
+  }
+}
+
+async function environment(stack: BenchStack, o: Options): Promise<string[]> {
+  const versions = await stack.serverVersions();
+  const libs = path.join(ROOT, ".stack/kafka/libs");
+  const jar = fs.existsSync(libs)
+    ? fs.readdirSync(libs).find(f => /^kafka-server-[\d.]+\.jar$/.test(f))
     : undefined;
   return [
-    `  machine   ${cpus.length} x ${cpus[0]?.model ?? "cpu"}, ${fmt(os.totalmem() / 1024 ** 3, 1)} GiB RAM, ${os.type()} ${os.release()}, load ${os
-      .loadavg()
-      .map(l => l.toFixed(2))
-      .join(" ")}`,
+    `  machine   ${machine.cpus()}, ${machine.memory()}, ${os.type()} ${os.release()}, load ${machine.load()}`,
     `  runtime   node ${process.version}; actors as a separate process (bin/start.ts, SERVICES=actors)`,
-    `  servers   Kafka ${jar?.replace(/^kafka-server-|\.jar$/g, "") ?? "?"} (KRaft, 1 broker), Postgres ${pgVersion.v}, Redis ${/redis_version:(\S+)/.exec(info)?.[1] ?? "?"}; loopback`,
-    `  topic     ${stack.o.partitions} partitions, replication 1, acks=all idempotent producer`,
+    `  servers   Kafka ${jar?.replace(/^kafka-server-|\.jar$/g, "") ?? "?"} (KRaft, 1 broker), Postgres ${versions.postgres}, Redis ${versions.redis}; loopback`,
+    `  topic     ${o.partitions} partitions, replication 1, acks=all idempotent producer`,
   ];
+}
+
+async function partApply(): Promise<void> {
+  const apply = await benchApply();
+  printLines(
+    "(a) SymbolActor.apply on one core (1,000,000 ticks over 100 symbols, periods 20/20/14)",
+    `  median ${fmt(apply.ticksPerSecond)} ticks/s (${(1e9 / apply.ticksPerSecond).toFixed(0)} ns/tick), best ${fmt(apply.bestTicksPerSecond)} ticks/s`,
+    `  state per actor: ${fmt(apply.bytesPerActor)} bytes (JSON snapshot), ${fmt(apply.bytesPerActorWithSideData)} bytes with side data`,
+    "",
+  );
+}
+
+async function partThroughput(stack: BenchStack, o: Options) {
+  console.log(
+    `(b) sustained Kafka -> actors -> Postgres, ${fmt(o.ticks)} pre-produced ticks, ${o.repeats} interleaved rounds\n` +
+      `  actors: a fresh actors process (DATABASE_POOL_SIZE=${o.connections}), timed from its partition assignment to its last commit (ticks, buckets,\n` +
+      "  aggregates, recorded states, offsets). Ceiling: a bare writer COPYing the same tick rows into the\n" +
+      `  same migrated schema, ${o.connections} connections, one transaction per 2,000 rows, nothing else. Medians (min-max).`,
+  );
+  const results: ThroughputResult[] = [];
+  for (const symbols of [5, 1000]) {
+    console.log(`  ${fmt(symbols)} symbols:`);
+    const r = await throughput(stack, o, symbols);
+    results.push(r);
+    const percent = { median: r.ratio.median * 100, min: r.ratio.min * 100, max: r.ratio.max * 100 };
+    console.log(
+      `    actors ${spreadText(r.e2e)} ticks/s; ceiling ${spreadText(r.ceiling)} rows/s; actors/ceiling ${spreadText(percent)} %  (target >= 80 %)`,
+    );
+  }
+  const rawTopic = await stack.topic("bench_actors_raw");
+  await stack.send(rawTopic, ticksOf(o.rawTicks, 1000));
+  const rawRate = o.rawTicks / (await rawConsume(stack, rawTopic, o.rawTicks));
+  console.log(
+    `  raw kafkajs consume (no processing, no commits) over ${fmt(o.rawTicks)} messages: ${fmt(rawRate)} msgs/s;\n` +
+      `  actors / raw consume: ${results.map(r => `${((r.e2e.median / rawRate) * 100).toFixed(0)}% (${fmt(r.symbols)} symbols)`).join(", ")}`,
+  );
+  if (!o.quick) await partBreakdown(stack, o);
+  console.log("");
+  return { results, rawRate };
+}
+
+async function partBreakdown(stack: BenchStack, o: Options): Promise<void> {
+  console.log(
+    "  Where a batch's time goes: one partition loop (ActorHost with the same Postgres and Redis\n" +
+      "  adapters, 2,000-message batches handed to it directly, no Kafka), its own phase timings:",
+  );
+  for (const symbols of [5, 1000])
+    for (const interval of [0, 1000]) {
+      const b = await batchBreakdown(stack, o, symbols, interval);
+      const share = (x: number) => `${((x / b.seconds) * 100).toFixed(0)}%`;
+      console.log(
+        `  ${fmt(symbols).padStart(8)} symbols, ${interval === 0 ? "states recorded every chunk" : `STATE_RECORD_INTERVAL_MS=${interval}`}: ${fmt(b.ticks / b.seconds)} ticks/s; Postgres transactions ${share(b.persist)}, Redis cache ${share(b.snapshot)}, apply ${share(b.apply)}, decoding and the rest ${share(b.seconds - b.persist - b.snapshot - b.apply)}`,
+      );
+    }
+}
+
+async function partLatency(stack: BenchStack, o: Options): Promise<Spread> {
+  console.log(
+    `(c) Kafka ack -> row committed in Postgres, paced ${fmt(o.rate)} ticks/s for ${o.seconds} s over ${o.latencySymbols} symbols, 3 runs\n` +
+      "  ack: the producer's send resolved (acks=all); commit: a per-row trigger's NOTIFY, which Postgres\n" +
+      "  delivers when the inserting transaction commits; both stamped with this process's monotonic clock.",
+  );
+  const p99s: number[] = [];
+  for (let run = 0; run < 3; run++) {
+    const l = await latency(stack, o);
+    p99s.push(l.p99);
+    const core = (seconds: number) => `${((seconds / l.seconds) * 100).toFixed(0)}%`;
+    console.log(
+      `  run ${run + 1}: sent ${fmt(l.sent)} in ${l.seconds.toFixed(1)} s, ${fmt(l.measured)} matched; p50 ${l.p50.toFixed(1)} ms   p90 ${l.p90.toFixed(1)} ms   p99 ${l.p99.toFixed(1)} ms   max ${l.max.toFixed(1)} ms; CPU: actors ${core(l.cpu.actors)}, Postgres ${core(l.cpu.postgres)}, Kafka ${core(l.cpu.kafka)} of a core`,
+    );
+  }
+  const p99 = spread(p99s);
+  printLines(`  p99: median ${spreadText(p99, 1)} ms (target <= 100 ms)`, "");
+  return p99;
+}
+
+async function partRestart(stack: BenchStack, o: Options): Promise<void> {
+  console.log(
+    `(d) restart after Redis lost its data: ${fmt(o.ticks / 2)} of ${fmt(o.ticks)} ticks over 1,000 symbols left to process,\n` +
+      "  the cache kept or emptied before the new process starts; 3 rounds, interleaved",
+  );
+  const restarts: Record<"kept" | "emptied", number[]> = { kept: [], emptied: [] };
+  for (let round = 0; round < 3; round++)
+    for (const cache of ["kept", "emptied"] as const)
+      restarts[cache].push(await restartAfter(stack, o, cache));
+  const kept = spread(restarts.kept);
+  const emptied = spread(restarts.emptied);
+  printLines(
+    `  cache ${"kept".padEnd(7)}: caught up in ${medianMinMax(kept, 2, " s")}`,
+    `  cache ${"emptied".padEnd(7)}: caught up in ${medianMinMax(emptied, 2, " s")}`,
+    `  emptied / kept: ${(emptied.median / kept.median).toFixed(2)}`,
+    "",
+  );
+}
+
+async function partScale(o: Options): Promise<void> {
+  // A failure here still lets the figures above end with their JSON lines; the exit status says it.
+  await benchScale({ postgresUrl: o.postgresUrl, redisUrl: o.redisUrl, symbols: o.scaleSymbols, rounds: 3 })
+    .then(r => printScale(r, line => console.log(line)))
+    .catch((err: unknown) => {
+      console.error("  (e) failed:", err);
+      process.exitCode = 1;
+    });
+  console.log("");
+}
+
+/** The pinned JSON lines (README, BENCHMARKS.md): one per symbol count, the 1,000-symbol one last. */
+function printResults(o: Options, results: ThroughputResult[], rawRate: number, p99: Spread): void {
+  for (const r of results)
+    console.log(
+      JSON.stringify({
+        bench: "actors",
+        e2e_ticks_per_s: Math.round(r.e2e.median),
+        pg_ceiling_rows_per_s: Math.round(r.ceiling.median),
+        ratio_to_ceiling: rounded(r.ratio.median, 3),
+        raw_consume_per_s: Math.round(rawRate),
+        p99_ms: rounded(p99.median, 1),
+        symbols: r.symbols,
+        e2e_min: Math.round(r.e2e.min),
+        e2e_max: Math.round(r.e2e.max),
+        ratio_min: rounded(r.ratio.min, 3),
+        ratio_max: rounded(r.ratio.max, 3),
+        ticks: o.ticks,
+        repeats: o.repeats,
+        connections: o.connections,
+        quick: o.quick,
+      }),
+    );
 }
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
-  const stack = new Stack(o);
+  const stack = new BenchStack(o, o.partitions, "bench-actors");
   try {
     console.log("Actors benchmark");
-    for (const line of await environment(stack)) console.log(line);
+    for (const line of await environment(stack, o)) console.log(line);
     console.log("");
-
-    if (o.only.includes("a")) {
-      console.log("(a) SymbolActor.apply on one core (1,000,000 ticks over 100 symbols, periods 20/20/14)");
-      const apply = await benchApply();
-      console.log(
-        `  median ${fmt(apply.ticksPerSecond)} ticks/s (${(1e9 / apply.ticksPerSecond).toFixed(0)} ns/tick), best ${fmt(apply.bestTicksPerSecond)} ticks/s`,
-      );
-      console.log(
-        `  state per actor: ${fmt(apply.bytesPerActor)} bytes (JSON snapshot), ${fmt(apply.bytesPerActorWithSideData)} bytes with side data`,
-      );
-      console.log("");
-    }
-    if (o.profile) {
-      await profileRuns(stack);
-      return;
-    }
-    const results: ThroughputResult[] = [];
-    let rawRate = 0;
-    const p99s: number[] = [];
-    let p99: Spread | null = null;
-    if (o.only.includes("b")) {
-      console.log(
-        `(b) sustained Kafka -> actors -> Postgres, ${fmt(o.ticks)} pre-produced ticks, ${o.repeats} interleaved rounds`,
-      );
-      console.log(
-        "  actors: a fresh actors process (DATABASE_POOL_SIZE=" +
-          `${o.connections}), timed from its partition assignment to its last commit (ticks, buckets,`,
-      );
-      console.log(
-        "  aggregates, recorded states, offsets). Ceiling: a bare writer COPYing the same tick rows into the",
-      );
-      console.log(
-        `  same migrated schema, ${o.connections} connections, one transaction per 2,000 rows, nothing else. Medians (min-max).`,
-      );
-      for (const symbols of [5, 1000]) {
-        console.log(`  ${fmt(symbols)} symbols:`);
-        const r = await throughput(stack, symbols);
-        results.push(r);
-        console.log(
-          `    actors ${spreadText(r.e2e)} ticks/s; ceiling ${spreadText(r.ceiling)} rows/s; actors/ceiling ${spreadText(
-            { median: r.ratio.median * 100, min: r.ratio.min * 100, max: r.ratio.max * 100 },
-          )} %  (target >= 80 %)`,
-        );
-      }
-      const rawTopic = await stack.topic("bench_actors_raw");
-      await preProduce(stack, rawTopic, o.rawTicks, 1000);
-      rawRate = o.rawTicks / (await rawConsume(stack, rawTopic, o.rawTicks));
-      console.log(
-        `  raw kafkajs consume (no processing, no commits) over ${fmt(o.rawTicks)} messages: ${fmt(rawRate)} msgs/s;`,
-      );
-      console.log(
-        `  actors / raw consume: ${results.map(r => `${((r.e2e.median / rawRate) * 100).toFixed(0)}% (${fmt(r.symbols)} symbols)`).join(", ")}`,
-      );
-      if (!o.quick) {
-        console.log(
-          "  Where a batch's time goes: one partition loop (ActorHost with the same Postgres and Redis",
-        );
-        console.log(
-          "  adapters, 2,000-message batches handed to it directly, no Kafka), its own phase timings:",
-        );
-        for (const symbols of [5, 1000])
-          for (const interval of [0, 1000]) {
-            const b = await batchBreakdown(stack, symbols, interval);
-            const share = (x: number) => `${((x / b.seconds) * 100).toFixed(0)}%`;
-            console.log(
-              `  ${fmt(symbols).padStart(8)} symbols, ${interval === 0 ? "states recorded every chunk" : `STATE_RECORD_INTERVAL_MS=${interval}`}: ${fmt(b.ticks / b.seconds)} ticks/s; Postgres transactions ${share(b.persist)}, Redis cache ${share(b.snapshot)}, apply ${share(b.apply)}, decoding and the rest ${share(b.seconds - b.persist - b.snapshot - b.apply)}`,
-            );
-          }
-      }
-      console.log("");
-    }
-    if (o.only.includes("c")) {
-      console.log(
-        `(c) Kafka ack -> row committed in Postgres, paced ${fmt(o.rate)} ticks/s for ${o.seconds} s over ${o.latencySymbols} symbols, 3 runs`,
-      );
-      console.log(
-        "  ack: the producer's send resolved (acks=all); commit: a per-row trigger's NOTIFY, which Postgres",
-      );
-      console.log(
-        "  delivers when the inserting transaction commits; both stamped with this process's monotonic clock.",
-      );
-      for (let run = 0; run < 3; run++) {
-        const l = await latency(stack);
-        p99s.push(l.p99);
-        console.log(
-          `  run ${run + 1}: sent ${fmt(l.sent)} in ${l.seconds.toFixed(1)} s, ${fmt(l.measured)} matched; p50 ${l.p50.toFixed(1)} ms   p90 ${l.p90.toFixed(1)} ms   p99 ${l.p99.toFixed(1)} ms   max ${l.max.toFixed(1)} ms; CPU: actors ${((l.cpu.actors / l.seconds) * 100).toFixed(0)}%, Postgres ${((l.cpu.postgres / l.seconds) * 100).toFixed(0)}%, Kafka ${((l.cpu.kafka / l.seconds) * 100).toFixed(0)}% of a core`,
-        );
-      }
-      p99 = spread(p99s);
-      console.log(`  p99: median ${spreadText(p99, 1)} ms (target <= 100 ms)`);
-      console.log("");
-    }
-    if (!o.quick && o.only.includes("d")) {
-      console.log(
-        `(d) restart after Redis lost its data: ${fmt(o.ticks / 2)} of ${fmt(o.ticks)} ticks over 1,000 symbols left to process,`,
-      );
-      console.log("  the cache kept or emptied before the new process starts; 3 rounds, interleaved");
-      const restarts: Record<"kept" | "emptied", number[]> = { kept: [], emptied: [] };
-      for (let round = 0; round < 3; round++)
-        for (const cache of ["kept", "emptied"] as const)
-          restarts[cache].push(await restartAfter(stack, cache));
-      const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-      for (const cache of ["kept", "emptied"] as const) {
-        const xs = restarts[cache];
-        console.log(
-          `  cache ${cache.padEnd(7)}: caught up in median ${med(xs).toFixed(2)} s (min ${Math.min(...xs).toFixed(2)}, max ${Math.max(...xs).toFixed(2)})`,
-        );
-      }
-      console.log(`  emptied / kept: ${(med(restarts.emptied) / med(restarts.kept)).toFixed(2)}`);
-      console.log("");
-    }
-    if (o.only.includes("e")) {
-      // A failure here still lets the figures above end with their JSON lines; the exit status says it.
-      await benchScale({
-        postgresUrl: o.postgresUrl,
-        redisUrl: o.redisUrl,
-        symbols: o.scaleSymbols,
-        rounds: 3,
-      })
-        .then(r => printScale(r, line => console.log(line)))
-        .catch((err: unknown) => {
-          console.error("  (e) failed:", err);
-          process.exitCode = 1;
-        });
-      console.log("");
-    }
+    if (o.only.includes("a")) await partApply();
+    if (o.profile) return await profileRuns(stack, o);
+    const b = o.only.includes("b") ? await partThroughput(stack, o) : null;
+    const p99 = o.only.includes("c") ? await partLatency(stack, o) : null;
+    if (!o.quick && o.only.includes("d")) await partRestart(stack, o);
+    if (o.only.includes("e")) await partScale(o);
     console.log("");
-    if (p99)
-      for (const r of results)
-        console.log(
-          JSON.stringify({
-            bench: "actors",
-            e2e_ticks_per_s: Math.round(r.e2e.median),
-            pg_ceiling_rows_per_s: Math.round(r.ceiling.median),
-            ratio_to_ceiling: Number(r.ratio.median.toFixed(3)),
-            raw_consume_per_s: Math.round(rawRate),
-            p99_ms: Number(p99.median.toFixed(1)),
-            symbols: r.symbols,
-            e2e_min: Math.round(r.e2e.min),
-            e2e_max: Math.round(r.e2e.max),
-            ratio_min: Number(r.ratio.min.toFixed(3)),
-            ratio_max: Number(r.ratio.max.toFixed(3)),
-            ticks: o.ticks,
-            repeats: o.repeats,
-            connections: o.connections,
-            quick: o.quick,
-          }),
-        );
+    if (b && p99) printResults(o, b.results, b.rawRate, p99);
   } finally {
     await stack.close();
   }

@@ -1,5 +1,8 @@
 import type { PriceTick, SymbolSideData } from "../domain/messages";
-import { IndicatorSettings, SymbolActor } from "../domain/symbol-actor";
+import { SymbolActor } from "../domain/symbol-actor";
+import { fmt, spread } from "./harness/figures";
+import { printLines } from "./harness/print";
+import { SETTINGS, randomWalkTick, seededRandom } from "./harness/ticks";
 
 /**
  * Pure `SymbolActor.apply` throughput on one core, and the size of one actor's snapshot: the two figures that
@@ -8,13 +11,6 @@ import { IndicatorSettings, SymbolActor } from "../domain/symbol-actor";
  *   npx tsx bench/apply.ts [ticks] [symbols]
  */
 
-const SETTINGS: IndicatorSettings = {
-  smaPeriod: 20,
-  emaPeriod: 20,
-  rsiPeriod: 14,
-  rsiOversold: 30,
-  rsiOverbought: 70,
-};
 const WARM_UP_ROUNDS = 2;
 const MEASURED_ROUNDS = 7;
 
@@ -26,37 +22,6 @@ export interface ApplyBenchResult {
   bytesPerActor: number;
   /** The same with one of each kind of side data applied too. */
   bytesPerActorWithSideData: number;
-}
-
-/** mulberry32, so every run measures the same input. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** The next step of a symbol's random walk from `open`: close within 0.5 %, wicks within 0.2 %. */
-export function randomWalkTick(
-  random: () => number,
-  symbol: string,
-  open: number,
-  timestamp: number,
-): PriceTick {
-  const close = open * (1 + (random() - 0.5) * 0.01);
-  return {
-    stock_symbol: symbol,
-    opening_price: open,
-    closing_price: close,
-    high: Math.max(open, close) * (1 + random() * 0.002),
-    low: Math.min(open, close) * (1 - random() * 0.002),
-    volume: Math.floor(random() * 10_000),
-    timestamp,
-  };
 }
 
 /** Ticks of `symbols` symbols interleaved round-robin, as one partition delivers them; random-walk prices. */
@@ -98,42 +63,22 @@ function runRound(
   return { ns, actors };
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
-
 function snapshotBytes(actor: SymbolActor): number {
   return Buffer.byteLength(JSON.stringify(actor.snapshot()), "utf8");
 }
 
-function sideDataFor(symbol: string, timestamp: number): SymbolSideData[] {
+function sideDataFor(stock_symbol: string, timestamp: number): SymbolSideData[] {
   return [
-    {
-      data_type: "order_book",
-      stock_symbol: symbol,
-      order_type: "buy",
-      price: 101.25,
-      quantity: 300,
-      timestamp,
-    },
-    {
-      data_type: "order_book",
-      stock_symbol: symbol,
-      order_type: "sell",
-      price: 101.5,
-      quantity: 120,
-      timestamp,
-    },
+    { data_type: "order_book", stock_symbol, order_type: "buy", price: 101.25, quantity: 300, timestamp },
+    { data_type: "order_book", stock_symbol, order_type: "sell", price: 101.5, quantity: 120, timestamp },
     {
       data_type: "news_sentiment",
-      stock_symbol: symbol,
+      stock_symbol,
       sentiment_score: 0.3125,
       sentiment_magnitude: 1.75,
       timestamp,
     },
-    { data_type: "market_data", stock_symbol: symbol, market_cap: 2.5e12, pe_ratio: 28.4, timestamp },
+    { data_type: "market_data", stock_symbol, market_cap: 2.5e12, pe_ratio: 28.4, timestamp },
   ];
 }
 
@@ -161,15 +106,11 @@ export async function benchApply(opts: { ticks?: number; symbols?: number } = {}
   const bytesPerActorWithSideData = sized.reduce((s, a) => s + snapshotBytes(a), 0) / sized.length;
 
   return {
-    ticksPerSecond: median(rates),
+    ticksPerSecond: spread(rates).median,
     bestTicksPerSecond: Math.max(...rates),
     bytesPerActor: Math.round(bytesPerActor),
     bytesPerActorWithSideData: Math.round(bytesPerActorWithSideData),
   };
-}
-
-function format(n: number): string {
-  return Math.round(n).toLocaleString("en-US");
 }
 
 async function main(): Promise<void> {
@@ -178,21 +119,15 @@ async function main(): Promise<void> {
   const r = await benchApply({ ticks, symbols });
   const t = ticks ?? 1_000_000;
   const s = symbols ?? 100;
-  console.log(`SymbolActor.apply, one core, node ${process.version}`);
-  console.log(
-    `  input: ${format(t)} price ticks over ${format(s)} symbols, ${WARM_UP_ROUNDS} warm-up + ${MEASURED_ROUNDS} timed rounds`,
-  );
-  console.log(
-    `  median: ${format(r.ticksPerSecond)} ticks/s (${(1e9 / r.ticksPerSecond).toFixed(0)} ns/tick)`,
-  );
-  console.log(
-    `  best:   ${format(r.bestTicksPerSecond)} ticks/s (${(1e9 / r.bestTicksPerSecond).toFixed(0)} ns/tick)`,
-  );
-  console.log(
+  printLines(
+    `SymbolActor.apply, one core, node ${process.version}`,
+    `  input: ${fmt(t)} price ticks over ${fmt(s)} symbols, ${WARM_UP_ROUNDS} warm-up + ${MEASURED_ROUNDS} timed rounds`,
+    `  median: ${fmt(r.ticksPerSecond)} ticks/s (${(1e9 / r.ticksPerSecond).toFixed(0)} ns/tick)`,
+    `  best:   ${fmt(r.bestTicksPerSecond)} ticks/s (${(1e9 / r.bestTicksPerSecond).toFixed(0)} ns/tick)`,
     `state per actor (JSON snapshot, periods ${SETTINGS.smaPeriod}/${SETTINGS.emaPeriod}/${SETTINGS.rsiPeriod}, windows full):`,
+    `  price ticks only:        ${fmt(r.bytesPerActor)} bytes`,
+    `  with all side data kinds: ${fmt(r.bytesPerActorWithSideData)} bytes`,
   );
-  console.log(`  price ticks only:        ${format(r.bytesPerActor)} bytes`);
-  console.log(`  with all side data kinds: ${format(r.bytesPerActorWithSideData)} bytes`);
 }
 
 if (require.main === module) {

@@ -3,7 +3,10 @@ import os from "node:os";
 import path from "node:path";
 import { type CommitIo, EmbeddedLog } from "../adapters/log/embedded-log";
 import type { LogRecord } from "../adapters/log/types";
-import { randomWalkTick, seededRandom } from "./apply";
+import { parseOptions } from "./harness/args";
+import { fmt, percentile, rounded, spread, spreadText, type Spread } from "./harness/figures";
+import { machine, printLines } from "./harness/print";
+import { randomWalkTick, seededRandom } from "./harness/ticks";
 
 /**
  * What durability costs the embedded log: append throughput and acknowledgement latency with
@@ -49,34 +52,12 @@ interface Run {
   recordsPerCommit: number;
 }
 
-interface Spread {
-  median: number;
-  min: number;
-  max: number;
-}
-
-const NUMERIC_OPTIONS: Record<string, "seconds" | "repeats" | "partitions" | undefined> = {
-  "--seconds": "seconds",
-  "--repeats": "repeats",
-  "--partitions": "partitions",
-};
-
 function parseArgs(argv: string[]): Options {
-  const o: Options = { seconds: 3, repeats: 5, partitions: 12, dir: os.tmpdir() };
-  for (let i = 0; i < argv.length; i += 2) {
-    const [name, value] = [argv[i], argv[i + 1]];
-    if (value === undefined) throw new Error(`${name} needs a value`);
-    if (name === "--dir") {
-      o.dir = path.resolve(value);
-      continue;
-    }
-    const key = NUMERIC_OPTIONS[name];
-    if (!key) throw new Error(`unknown option ${name} (known: --seconds, --repeats, --partitions, --dir)`);
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`${name} needs a positive whole number`);
-    o[key] = n;
-  }
-  return o;
+  return parseOptions(
+    argv,
+    { seconds: 3, repeats: 5, partitions: 12, dir: os.tmpdir() },
+    { "--dir": (dir, o) => (o.dir = path.resolve(dir)) },
+  );
 }
 
 /** Price ticks as the gateway stores them, over 100 symbols. */
@@ -116,9 +97,6 @@ function countingIo(): CommitIo & { syncs: number; commits: number } {
   return io;
 }
 
-const percentile = (sorted: Float64Array, p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))];
-
 async function run(o: Options, w: Workload, fsync: boolean, records: LogRecord[]): Promise<Run> {
   const dir = fs.mkdtempSync(path.join(o.dir, "bench-embedded-log-"));
   const io = countingIo();
@@ -156,113 +134,107 @@ async function run(o: Options, w: Workload, fsync: boolean, records: LogRecord[]
   }
 }
 
-function spread(values: number[]): Spread {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  return { median, min: sorted[0], max: sorted[sorted.length - 1] };
+const show = (s: Spread, digits = 0) => spreadText(s, digits, "[]");
+const roundedSpread = (s: Spread, digits: number) => ({
+  median: rounded(s.median, digits),
+  min: rounded(s.min, digits),
+  max: rounded(s.max, digits),
+});
+
+/** One unmeasured warm-up of each mode, then `repeats` runs of each, alternating which goes first. */
+async function measure(o: Options, w: Workload, records: LogRecord[]) {
+  await run(o, w, true, records);
+  await run(o, w, false, records);
+  const runs: Record<"on" | "off", Run[]> = { on: [], off: [] };
+  for (let r = 0; r < o.repeats; r++)
+    for (const mode of r % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const))
+      runs[mode].push(await run(o, w, mode === "on", records));
+  const summary = (mode: "on" | "off") => ({
+    recordsPerSecond: spread(runs[mode].map(r => r.recordsPerSecond)),
+    p50Ms: spread(runs[mode].map(r => r.p50Ms)),
+    p99Ms: spread(runs[mode].map(r => r.p99Ms)),
+  });
+  const on = summary("on");
+  const off = summary("off");
+  const ratio = {
+    throughput: on.recordsPerSecond.median / off.recordsPerSecond.median,
+    p50Latency: on.p50Ms.median / off.p50Ms.median,
+    p99Latency: on.p99Ms.median / off.p99Ms.median,
+  };
+  const perSync = spread(runs.on.map(r => r.recordsPerSync ?? NaN));
+  return { on, off, ratio, perSync, perCommit: spread(runs.on.map(r => r.recordsPerCommit)) };
 }
 
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-const show = (s: Spread, digits = 0) =>
-  `${fmt(s.median, digits)} [${fmt(s.min, digits)}-${fmt(s.max, digits)}]`;
-const round = (s: Spread, digits: number) => ({
-  median: Number(s.median.toFixed(digits)),
-  min: Number(s.min.toFixed(digits)),
-  max: Number(s.max.toFixed(digits)),
-});
+type Measured = Awaited<ReturnType<typeof measure>>;
+
+function printWorkload(w: Workload, m: Measured): void {
+  const row = (mode: string, s: Measured["on"]) =>
+    `  ${mode.padEnd(6)} ${show(s.recordsPerSecond).padEnd(34)} ${show(s.p50Ms, 2).padEnd(22)} ${show(s.p99Ms, 2)}`;
+  printLines(
+    w.name,
+    `  ${"fsync".padEnd(6)} ${"records/s".padEnd(34)} ${"ack p50 ms".padEnd(22)} ack p99 ms`,
+    row("on", m.on),
+    row("off", m.off),
+    `  on/off: throughput x${m.ratio.throughput.toFixed(2)}, p50 latency x${m.ratio.p50Latency.toFixed(1)}, ` +
+      `p99 latency x${m.ratio.p99Latency.toFixed(1)}`,
+    `  fsync on: ${show(m.perCommit, 1)} records per group commit, ${show(m.perSync, 1)} per fdatasync (one per partition file written)`,
+    "",
+  );
+}
+
+/** A workload's part of the JSON result line. */
+function workloadJson(w: Workload, m: Measured): Record<string, unknown> {
+  return {
+    workload: w.name,
+    appenders: w.appenders,
+    batch: w.batch,
+    fsync_on: {
+      records_per_s: roundedSpread(m.on.recordsPerSecond, 0),
+      ack_p50_ms: roundedSpread(m.on.p50Ms, 3),
+      ack_p99_ms: roundedSpread(m.on.p99Ms, 3),
+      records_per_commit: roundedSpread(m.perCommit, 1),
+      records_per_fdatasync: roundedSpread(m.perSync, 1),
+    },
+    fsync_off: {
+      records_per_s: roundedSpread(m.off.recordsPerSecond, 0),
+      ack_p50_ms: roundedSpread(m.off.p50Ms, 3),
+      ack_p99_ms: roundedSpread(m.off.p99Ms, 3),
+    },
+    ratio_on_off: {
+      throughput: rounded(m.ratio.throughput, 3),
+      ack_p50: rounded(m.ratio.p50Latency, 2),
+      ack_p99: rounded(m.ratio.p99Latency, 2),
+    },
+  };
+}
 
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const records = ticks(100_000);
   const recordBytes = records.reduce((n, r) => n + Buffer.byteLength(r.value), 0) / records.length;
-  console.log("Embedded log: the cost of fdatasync before each acknowledgement");
-  console.log(
-    `  node ${process.version}, ${os.platform()} ${os.arch()}, ${os.cpus().length} cores, load average ${os
-      .loadavg()
-      .map(l => l.toFixed(1))
-      .join(" ")}`,
-  );
-  console.log(
+  printLines(
+    "Embedded log: the cost of fdatasync before each acknowledgement",
+    `  node ${process.version}, ${os.platform()} ${os.arch()}, ${os.cpus().length} cores, load average ${machine.load(1)}`,
     `  files in ${o.dir}; ${o.partitions} partitions; ticks of ${fmt(recordBytes)} bytes of JSON; ` +
       `${o.repeats} interleaved runs of ${o.seconds} s per mode after a warm-up; median [min-max]`,
+    "",
   );
-  console.log("");
-  const json: Record<string, unknown>[] = [];
+  const workloads: Record<string, unknown>[] = [];
   for (const w of WORKLOADS) {
-    await run(o, w, true, records);
-    await run(o, w, false, records);
-    const runs: Record<"on" | "off", Run[]> = { on: [], off: [] };
-    for (let r = 0; r < o.repeats; r++) {
-      for (const mode of r % 2 === 0 ? (["on", "off"] as const) : (["off", "on"] as const)) {
-        runs[mode].push(await run(o, w, mode === "on", records));
-      }
-    }
-    const summary = (mode: "on" | "off") => ({
-      recordsPerSecond: spread(runs[mode].map(r => r.recordsPerSecond)),
-      p50Ms: spread(runs[mode].map(r => r.p50Ms)),
-      p99Ms: spread(runs[mode].map(r => r.p99Ms)),
-    });
-    const on = summary("on");
-    const off = summary("off");
-    const perSync = spread(runs.on.map(r => r.recordsPerSync!));
-    const perCommit = spread(runs.on.map(r => r.recordsPerCommit));
-    const ratio = {
-      throughput: on.recordsPerSecond.median / off.recordsPerSecond.median,
-      p50Latency: on.p50Ms.median / off.p50Ms.median,
-      p99Latency: on.p99Ms.median / off.p99Ms.median,
-    };
-    console.log(w.name);
-    console.log(`  ${"fsync".padEnd(6)} ${"records/s".padEnd(34)} ${"ack p50 ms".padEnd(22)} ack p99 ms`);
-    for (const [mode, s] of [
-      ["on", on],
-      ["off", off],
-    ] as const) {
-      console.log(
-        `  ${mode.padEnd(6)} ${show(s.recordsPerSecond).padEnd(34)} ${show(s.p50Ms, 2).padEnd(22)} ${show(s.p99Ms, 2)}`,
-      );
-    }
-    console.log(
-      `  on/off: throughput x${ratio.throughput.toFixed(2)}, p50 latency x${ratio.p50Latency.toFixed(1)}, ` +
-        `p99 latency x${ratio.p99Latency.toFixed(1)}`,
-    );
-    console.log(
-      `  fsync on: ${show(perCommit, 1)} records per group commit, ${show(perSync, 1)} per fdatasync (one per partition file written)`,
-    );
-    console.log("");
-    json.push({
-      workload: w.name,
-      appenders: w.appenders,
-      batch: w.batch,
-      fsync_on: {
-        records_per_s: round(on.recordsPerSecond, 0),
-        ack_p50_ms: round(on.p50Ms, 3),
-        ack_p99_ms: round(on.p99Ms, 3),
-        records_per_commit: round(perCommit, 1),
-        records_per_fdatasync: round(perSync, 1),
-      },
-      fsync_off: {
-        records_per_s: round(off.recordsPerSecond, 0),
-        ack_p50_ms: round(off.p50Ms, 3),
-        ack_p99_ms: round(off.p99Ms, 3),
-      },
-      ratio_on_off: {
-        throughput: Number(ratio.throughput.toFixed(3)),
-        ack_p50: Number(ratio.p50Latency.toFixed(2)),
-        ack_p99: Number(ratio.p99Latency.toFixed(2)),
-      },
-    });
+    const m = await measure(o, w, records);
+    printWorkload(w, m);
+    workloads.push(workloadJson(w, m));
   }
+  const { dir, partitions, seconds, repeats } = o;
   console.log(
     JSON.stringify({
       bench: "embedded-log",
       node: process.version,
-      dir: o.dir,
-      partitions: o.partitions,
-      seconds: o.seconds,
-      repeats: o.repeats,
-      workloads: json,
+      dir,
+      partitions,
+      seconds,
+      repeats,
+      workloads,
     }),
   );
 }

@@ -1,18 +1,22 @@
-import { spawn } from "node:child_process";
-import { Session } from "node:inspector/promises";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { Kafka, logLevel, Partitioners, type Admin, type Message } from "kafkajs";
-import { loadConfig } from "../lib/config";
+import type { Admin, Message, Producer } from "kafkajs";
 import { createNode, type StockNode } from "../app/node";
+import { messageKey, parseMessage } from "../domain/messages";
 import { createMessageSource } from "../generator/models";
+import { loadConfig } from "../lib/config";
 import { freePort } from "../lib/net";
 import { partitionForKey } from "../lib/partitioner";
-import { messageKey, parseMessage } from "../domain/messages";
-import { summarizeProfiles } from "./cpu-profile";
+import { parseOptions } from "./harness/args";
+import { summarizeProfiles } from "./harness/cpu-profile";
+import { fmt, rounded, spread, spreadText, type Spread } from "./harness/figures";
+import { machine, table } from "./harness/print";
+import { runNode } from "./harness/proc";
+import { BenchStack, serversFromEnv, unique } from "./harness/stack";
 
 /**
  * The ingest path's throughput on this machine, against what the machine can do at all:
@@ -40,108 +44,48 @@ import { summarizeProfiles } from "./cpu-profile";
  * The last line printed is one JSON object with the pinned figures.
  */
 
+/** The topics' partitions. */
+const PARTITIONS = 12;
+
 interface Options {
-  durationSeconds: number;
-  warmupSeconds: number;
+  /** Seconds per measured run. */
+  duration: number;
+  /** Seconds of the warm-up of each side. */
+  warmup: number;
   repeats: number;
   connections: number;
   batchConnections: number;
   batchSize: number;
-  /** Messages per send of the bare producer (default: --batch-size, one request's worth). */
-  rawPerSend: number | null;
-  brokers: string;
-  partitions: number;
-  /** Which parts run: single messages (a), batches (b). */
-  parts: Set<"single" | "batch">;
-  /** Only the gateway runs (no bare server, no raw producer): for a CPU profile of the gateway. */
-  gatewayOnly: boolean;
+  /** Messages per send of the bare producer (0: --batch-size, one request's worth). */
+  rawPerSend: number;
   quick: boolean;
   /** Instead of the comparison: the gateway alone, one run of each part, CPU-profiled (implies --gateway-only). */
   profile: boolean;
+  /** Only the gateway runs (no bare server, no raw producer): for a CPU profile of the gateway. */
+  gatewayOnly: boolean;
+  /** Which parts run: single messages (a), batches (b). */
+  parts: Set<"single" | "batch">;
 }
 
 function parseArgs(argv: string[]): Options {
-  const options: Options = {
-    durationSeconds: 8,
-    warmupSeconds: 3,
-    repeats: 7,
-    connections: 32,
-    batchConnections: 4,
-    batchSize: 1000,
-    rawPerSend: null,
-    brokers: process.env.KAFKA_BROKERS ?? "127.0.0.1:9092",
-    partitions: 12,
-    parts: new Set(["single", "batch"]),
-    gatewayOnly: false,
-    quick: false,
-    profile: false,
+  const quick = argv.includes("--quick");
+  const defaults: Options = {
+    ...(quick ? { duration: 3, warmup: 2, repeats: 5 } : { duration: 8, warmup: 3, repeats: 7 }),
+    ...{ connections: 32, batchConnections: 4, batchSize: 1000, rawPerSend: 0 },
+    ...{ parts: new Set(["single", "batch"]), gatewayOnly: false, quick, profile: false },
   };
-  const explicit = new Set<string>();
-  for (let i = 0; i < argv.length; i++) {
-    const value = Number(argv[i + 1]);
-    const needPositive = () => {
-      if (!Number.isSafeInteger(value) || value < 1)
-        throw new Error(`${argv[i]} needs a positive whole number`);
-      i++;
-      explicit.add(argv[i - 1]);
-      return value;
-    };
-    switch (argv[i]) {
-      case "--quick":
-        options.quick = true;
-        break;
-      case "--duration":
-        options.durationSeconds = needPositive();
-        break;
-      case "--warmup":
-        options.warmupSeconds = needPositive();
-        break;
-      case "--repeats":
-        options.repeats = needPositive();
-        break;
-      case "--connections":
-        options.connections = needPositive();
-        break;
-      case "--batch-connections":
-        options.batchConnections = needPositive();
-        break;
-      case "--batch-size":
-        options.batchSize = needPositive();
-        break;
-      case "--raw-per-send":
-        options.rawPerSend = needPositive();
-        break;
-      case "--only": {
-        const part = argv[++i];
-        if (part !== "single" && part !== "batch") throw new Error("--only takes single or batch");
-        options.parts = new Set([part]);
-        break;
-      }
-      case "--gateway-only":
-        options.gatewayOnly = true;
-        break;
-      case "--profile":
-        options.profile = true;
-        break;
-      default:
-        throw new Error(
-          `unknown option ${argv[i]} (known: --quick, --repeats, --duration, --warmup, --connections, ` +
-            `--batch-connections, --batch-size, --raw-per-send, --only single|batch, --gateway-only, --profile)`,
-        );
-    }
-  }
-  if (options.quick) {
-    if (!explicit.has("--duration")) options.durationSeconds = 3;
-    if (!explicit.has("--warmup")) options.warmupSeconds = 2;
-    if (!explicit.has("--repeats")) options.repeats = 5;
-  }
-  return options;
+  const o = parseOptions(argv, defaults, {
+    "--only": (part, o) => {
+      if (part !== "single" && part !== "batch") throw new Error("--only takes single or batch");
+      o.parts = new Set([part]);
+    },
+  });
+  return o.profile ? { ...o, gatewayOnly: true, repeats: 1 } : o;
 }
 
 /** What the autocannon CLI prints with --json, the parts used here. */
 interface CannonResult {
-  requests: { average: number; total: number };
-  latency: { p50: number; p99: number; average: number; max: number };
+  latency: { p50: number; p99: number };
   duration: number;
   non2xx: number;
   errors: number;
@@ -160,46 +104,24 @@ interface Load {
 }
 
 /** Runs autocannon's CLI in its own process and returns its JSON summary. */
-function cannon(load: Load, scratch: string): Promise<CannonResult> {
+async function cannon(load: Load, scratch: string): Promise<CannonResult> {
   const bodyFile = path.join(scratch, `body-${randomBytes(4).toString("hex")}.json`);
   writeFileSync(bodyFile, load.body);
   const args = [
     require.resolve("autocannon/autocannon.js"),
-    "--json",
-    "--no-progress",
-    "-m",
-    "POST",
-    "-H",
-    "Content-Type=application/json",
-    "-i",
-    bodyFile,
-    "-c",
-    String(load.connections),
+    ...["--json", "--no-progress", "-m", "POST", "-H", "Content-Type=application/json", "-i", bodyFile],
+    ...["-c", String(load.connections), "-t", "20", load.url],
     // The end of an --amount run is noticed at the next sample: sample often, so it is timed closely.
-    "-L",
-    "20",
+    ...["-L", "20"],
     ...(load.amount !== undefined ? ["-a", String(load.amount)] : ["-d", String(load.durationSeconds)]),
-    "-t",
-    "20",
-    load.url,
   ];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
-    child.on("error", reject);
-    child.on("exit", code => {
-      const line = out.trim().split("\n").pop() ?? "";
-      try {
-        if (code !== 0) throw new Error(`exit code ${code}`);
-        resolve(JSON.parse(line) as CannonResult);
-      } catch (e) {
-        reject(new Error(`autocannon failed (${(e as Error).message}):\n${err}\n${out}`));
-      }
-    });
-  });
+  const { code, out, err } = await runNode(args);
+  try {
+    if (code !== 0) throw new Error(`exit code ${code}`);
+    return JSON.parse(out.trim().split("\n").pop() ?? "") as CannonResult;
+  } catch (e) {
+    throw new Error(`autocannon failed (${(e as Error).message}):\n${err}\n${out}`);
+  }
 }
 
 /** The floor to compare with: read the body, JSON.parse it, answer what the gateway answers. */
@@ -227,12 +149,12 @@ function startBareServer(port: number): Promise<http.Server> {
   return new Promise(resolve => server.listen(port, "127.0.0.1", () => resolve(server)));
 }
 
-async function startGateway(o: Options, topic: string, port: number): Promise<StockNode> {
+async function startGateway(brokers: string, topic: string, port: number): Promise<StockNode> {
   const config = loadConfig({
     SERVICES: "gateway,ingest",
-    KAFKA_BROKERS: o.brokers,
+    KAFKA_BROKERS: brokers,
     KAFKA_TOPIC: topic,
-    KAFKA_PARTITIONS: String(o.partitions),
+    KAFKA_PARTITIONS: String(PARTITIONS),
     PORT: String(port),
     HOST: "127.0.0.1",
     METRICS_PORT: "0",
@@ -285,7 +207,7 @@ async function settledTopicSize(admin: Admin, topic: string): Promise<number> {
  * `perSend` messages, one after the other, for `seconds`. Returns messages acknowledged per second.
  */
 async function rawProduce(
-  producer: ReturnType<Kafka["producer"]>,
+  producer: Producer,
   topic: string,
   messages: Message[],
   perSend: number,
@@ -315,59 +237,9 @@ async function rawProduce(
   };
 }
 
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-
-function table(rows: string[][]): string {
-  const widths = rows[0].map((_, c) => Math.max(...rows.map(r => r[c].length)));
-  const line = (r: string[]) =>
-    r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join("  ");
-  return [line(rows[0]), widths.map(w => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)].join("\n");
-}
-
 function failures(r: CannonResult): number {
   return r.non2xx + r.errors + r.timeouts;
 }
-
-interface Stat {
-  median: number;
-  min: number;
-  max: number;
-}
-
-function stat(values: number[]): Stat {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-  return { median, min: sorted[0], max: sorted[sorted.length - 1] };
-}
-
-const showStat = (s: Stat, digits = 0) =>
-  `${fmt(s.median, digits)} (${fmt(s.min, digits)}-${fmt(s.max, digits)})`;
-const showPct = (s: Stat) =>
-  `${(s.median * 100).toFixed(1)}% (${(s.min * 100).toFixed(1)}-${(s.max * 100).toFixed(1)}%)`;
-const round = (n: number, digits: number) => Math.round(n * 10 ** digits) / 10 ** digits;
-
-/** One measured autocannon run of the gateway with its topic window. */
-interface GatewayRun {
-  result: CannonResult;
-  perSecond: number;
-  /** CPU time of this process (the server's side: all its threads) per request answered 200. */
-  cpuMicrosPerRequest: number;
-  accepted: number;
-  landed: number;
-}
-
-const PINNED = [
-  "bench",
-  "gateway_rps",
-  "bare_rps",
-  "ratio",
-  "p99_ms",
-  "batch_ticks_per_s",
-  "raw_producer_ticks_per_s",
-  "batch_ratio",
-] as const;
 
 /**
  * With --profile: the V8 CPU profiler of this process (the inspector, as `node --cpu-prof` uses)
@@ -406,272 +278,340 @@ class GatewayProfiler {
   }
 }
 
-async function main(): Promise<Record<string, unknown>> {
-  const o = parseArgs(process.argv.slice(2));
-  if (o.profile) {
-    o.gatewayOnly = true;
-    o.repeats = 1;
-  }
-  const scratch = mkdtempSync(path.join(os.tmpdir(), "bench-ingest-"));
-  const suffix = `${Date.now().toString(36)}_${randomBytes(3).toString("hex")}`;
-  const topic = `bench_ingest_${suffix}`;
-  const rawTopic = `bench_ingest_raw_${suffix}`;
-  const cpus = os.cpus();
-  const began = performance.now();
+const showPct = (s: Spread) =>
+  `${(s.median * 100).toFixed(1)}% (${(s.min * 100).toFixed(1)}-${(s.max * 100).toFixed(1)}%)`;
+
+/** One measured autocannon run against a server in this process. */
+interface LoadRun {
+  result: CannonResult;
+  perSecond: number;
+  /** CPU time of this process (the server's side: all its threads) per request answered 200. */
+  cpuMicrosPerRequest: number;
+}
+
+/** One measured run of the gateway with its topic window. */
+interface GatewayRun extends LoadRun {
+  accepted: number;
+  landed: number;
+}
+
+/** The servers and bodies of a run, and its results so far. */
+interface IngestRun {
+  o: Options;
+  scratch: string;
+  admin: Admin;
+  producer: Producer;
+  topic: string;
+  rawTopic: string;
+  gatewayUrl: string;
+  bareUrl: string;
+  single: string;
+  batch: string;
+  /** What the gateway produces for `batch`: the validated messages, keyed and placed by symbol. */
+  rawMessages: Message[];
+  /** Requests/s of the previous run per target: sizes the next fixed-amount run. */
+  rates: Map<string, number>;
+  /** The result line's fields, in the order they follow the pinned ones. */
+  summary: Record<string, unknown>;
+  checks: string[];
+  failed: boolean;
+}
+
+const PINNED = [
+  "bench",
+  "gateway_rps",
+  "bare_rps",
+  "ratio",
+  "p99_ms",
+  "batch_ticks_per_s",
+  "raw_producer_ticks_per_s",
+  "batch_ratio",
+] as const;
+
+function printHeader(o: Options, brokers: string, topic: string, rawTopic: string): void {
   console.log("Ingest benchmark");
   console.log(
-    `node ${process.version}, ${cpus.length} CPUs (${cpus[0]?.model.trim() ?? "unknown"}), ` +
-      `${fmt(os.totalmem() / 1024 ** 3, 1)} GiB RAM, load average ${os
-        .loadavg()
-        .map(l => l.toFixed(2))
-        .join(" ")}`,
+    `node ${process.version}, ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim() ?? "unknown"}), ` +
+      `${machine.memory()}, load average ${machine.load()}`,
   );
   console.log(
-    `Kafka ${o.brokers}, topics ${topic} and ${rawTopic} (${o.partitions} partitions); ${o.repeats} interleaved ` +
-      `repeats of ${o.durationSeconds} s per measurement, after one ${o.warmupSeconds} s warm-up of each side\n`,
+    `Kafka ${brokers}, topics ${topic} and ${rawTopic} (${PARTITIONS} partitions); ${o.repeats} interleaved ` +
+      `repeats of ${o.duration} s per measurement, after one ${o.warmup} s warm-up of each side\n`,
   );
+}
 
+/** A course-generator price tick, a JSON array of `batchSize` of them, and what the gateway produces for it. */
+function requestBodies(o: Options): Pick<IngestRun, "single" | "batch" | "rawMessages"> {
   const source = createMessageSource({ seed: "bench-ingest" });
   const single = JSON.stringify(source.nextPrice());
   const batchItems = Array.from({ length: o.batchSize }, () => source.nextPrice());
-  const batch = JSON.stringify(batchItems);
-  // What the gateway produces for that batch: the validated message, keyed and placed by symbol.
   const rawMessages: Message[] = batchItems.map(item => {
     const parsed = parseMessage(item);
     if (!parsed.ok) throw new Error(`the generator made an invalid tick: ${JSON.stringify(parsed.issues)}`);
     const key = messageKey(parsed.message);
-    return { key, value: JSON.stringify(parsed.message), partition: partitionForKey(key, o.partitions) };
+    return { key, value: JSON.stringify(parsed.message), partition: partitionForKey(key, PARTITIONS) };
   });
+  return { single, batch: JSON.stringify(batchItems), rawMessages };
+}
 
-  const kafka = new Kafka({
-    clientId: "bench-ingest",
-    brokers: o.brokers.split(","),
-    logLevel: logLevel.NOTHING,
-  });
-  const admin = kafka.admin();
-  await admin.connect();
-  const producer = kafka.producer({
-    createPartitioner: Partitioners.DefaultPartitioner,
-    idempotent: true,
-    maxInFlightRequests: 1,
-    allowAutoTopicCreation: false,
-  });
-  const barePort = await freePort();
-  const bare = await startBareServer(barePort);
-  let node: StockNode | null = null;
-  try {
-    await admin.createTopics({
-      topics: [{ topic: rawTopic, numPartitions: o.partitions }],
-      waitForLeaders: true,
+async function warmUp(run: IngestRun, name: string, url: string, body: string, connections: number) {
+  const r = await cannon({ url, body, connections, durationSeconds: run.o.warmup }, run.scratch);
+  run.rates.set(name, Math.max(1, r["2xx"] / r.duration));
+}
+
+async function measure(run: IngestRun, name: string, url: string, body: string, connections: number) {
+  const amount = Math.max(connections * 4, Math.round((run.rates.get(name) ?? 100) * run.o.duration));
+  // The servers run in this process, the load in another: this process's CPU is the server's.
+  const cpu = process.cpuUsage();
+  const result = await cannon({ url, body, connections, amount }, run.scratch);
+  const used = process.cpuUsage(cpu);
+  const perSecond = result["2xx"] / result.duration;
+  run.rates.set(name, Math.max(1, perSecond));
+  const cpuMicrosPerRequest = (used.user + used.system) / Math.max(1, result["2xx"]);
+  return { result, perSecond, cpuMicrosPerRequest } satisfies LoadRun;
+}
+
+async function measureGateway(
+  run: IngestRun,
+  name: string,
+  body: string,
+  connections: number,
+  perRequest: number,
+) {
+  const before = await settledTopicSize(run.admin, run.topic);
+  const profiler = run.o.profile ? new GatewayProfiler() : null;
+  await profiler?.start();
+  const load = await measure(run, name, run.gatewayUrl, body, connections);
+  await profiler?.stop(
+    perRequest === 1
+      ? `single messages, ${connections} connections, ${fmt(load.perSecond)} requests/s`
+      : `${fmt(perRequest)}-tick arrays, ${connections} connections, ${fmt(load.perSecond * perRequest)} ticks/s`,
+  );
+  // Every request was answered: what was answered 200 is acknowledged, hence in the topic now.
+  const landed = (await settledTopicSize(run.admin, run.topic)) - before;
+  return { ...load, accepted: load.result["2xx"] * perRequest, landed } satisfies GatewayRun;
+}
+
+/** The topic grew by exactly what was answered 200, in every measured run, or the bench fails. */
+function checkRuns(run: IngestRun, what: string, runs: GatewayRun[]): void {
+  const accepted = runs.reduce((n, r) => n + r.accepted, 0);
+  const landed = runs.reduce((n, r) => n + r.landed, 0);
+  const bad = runs.filter(r => r.landed !== r.accepted).length;
+  const failedRequests = runs.reduce((n, r) => n + failures(r.result), 0);
+  if (bad > 0 || failedRequests > 0) run.failed = true;
+  run.checks.push(
+    `check ${what}: ${fmt(accepted)} messages answered 200 in the measured runs, the topic grew by ` +
+      `${fmt(landed)} in those windows` +
+      (bad === 0 ? " (equal in every run)" : ` (MISMATCH in ${bad} run(s))`) +
+      `; ${fmt(failedRequests)} failed requests`,
+  );
+}
+
+/** A table row: rate, p50, p99 and CPU per unit (a request holds `perRequest` units), failed requests. */
+function loadRow(label: string, runs: LoadRun[], perRequest = 1, cpuDigits = 0): string[] {
+  return [
+    label,
+    spreadText(spread(runs.map(r => r.perSecond * perRequest))),
+    spreadText(spread(runs.map(r => r.result.latency.p50)), 1),
+    spreadText(spread(runs.map(r => r.result.latency.p99)), 1),
+    spreadText(spread(runs.map(r => r.cpuMicrosPerRequest / perRequest)), cpuDigits),
+    fmt(runs.reduce((n, r) => n + failures(r.result), 0)),
+  ];
+}
+
+/** (a): single messages, the bare server and the gateway interleaved. */
+async function partSingle(run: IngestRun): Promise<void> {
+  const { o, single } = run;
+  if (!o.gatewayOnly) await warmUp(run, "bare", run.bareUrl, single, o.connections);
+  await warmUp(run, "gateway", run.gatewayUrl, single, o.connections);
+  const bareRuns: LoadRun[] = [];
+  const gatewayRuns: GatewayRun[] = [];
+  for (let r = 0; r < o.repeats; r++) {
+    if (!o.gatewayOnly) bareRuns.push(await measure(run, "bare", run.bareUrl, single, o.connections));
+    gatewayRuns.push(await measureGateway(run, "gateway", single, o.connections, 1));
+  }
+  reportSingle(run, bareRuns, gatewayRuns);
+  checkRuns(run, "(a)", gatewayRuns);
+  console.log("");
+}
+
+function reportSingle(run: IngestRun, bareRuns: LoadRun[], gatewayRuns: GatewayRun[]): void {
+  const { o, summary } = run;
+  const gw = spread(gatewayRuns.map(r => r.perSecond));
+  const p99 = spread(gatewayRuns.map(r => r.result.latency.p99));
+  const cpu = (runs: LoadRun[]) => Math.round(spread(runs.map(r => r.cpuMicrosPerRequest)).median);
+  console.log(`(a) single-message requests, ${o.connections} connections, median (min-max) of ${o.repeats}`);
+  const rows = [["server", "requests/s", "p50 ms", "p99 ms", "CPU µs/request", "failed"]];
+  if (!o.gatewayOnly) {
+    rows.push(loadRow("bare node:http (JSON.parse, 200)", bareRuns));
+    summary.bare_cpu_us_per_request = cpu(bareRuns);
+  }
+  rows.push(loadRow("gateway -> ingest -> Kafka (acks=all)", gatewayRuns));
+  summary.gateway_cpu_us_per_request = cpu(gatewayRuns);
+  console.log(table(rows));
+  console.log(
+    `per repeat, gateway / bare requests/s: ${gatewayRuns
+      .map((g, i) => (bareRuns[i] ? `${((g.perSecond / bareRuns[i].perSecond) * 100).toFixed(1)}%` : "-"))
+      .join(", ")}`,
+  );
+  summary.gateway_rps = Math.round(gw.median);
+  if (!o.gatewayOnly) {
+    const bs = spread(bareRuns.map(r => r.perSecond));
+    const ratio = spread(gatewayRuns.map((g, i) => g.perSecond / bareRuns[i].perSecond));
+    console.log(
+      `gateway / bare: ${showPct(ratio)} (target >= 50%); gateway p99 ${spreadText(p99, 1)} ms (target <= 10 ms)`,
+    );
+    Object.assign(summary, {
+      bare_rps: Math.round(bs.median),
+      ratio: rounded(ratio.median, 3),
+      ratio_min: rounded(ratio.min, 3),
+      ratio_max: rounded(ratio.max, 3),
+      bare_rps_min: Math.round(bs.min),
+      bare_rps_max: Math.round(bs.max),
     });
-    await producer.connect();
-    const gatewayPort = await freePort();
-    node = await startGateway(o, topic, gatewayPort);
-    const gatewayUrl = `http://127.0.0.1:${gatewayPort}/ingest`;
+  }
+  Object.assign(summary, {
+    p99_ms: p99.median,
+    p99_ms_max: p99.max,
+    gateway_rps_min: Math.round(gw.min),
+    gateway_rps_max: Math.round(gw.max),
+  });
+}
+
+/** (b): 1,000-tick arrays through the gateway, interleaved with the bare producer sending the same messages. */
+async function partBatch(run: IngestRun): Promise<void> {
+  const { o } = run;
+  await warmUp(run, "batch", run.gatewayUrl, run.batch, o.batchConnections);
+  const rawPerSend = o.rawPerSend || o.batchSize;
+  const raw = (seconds: number) =>
+    rawProduce(run.producer, run.rawTopic, run.rawMessages, rawPerSend, seconds);
+  if (!o.gatewayOnly) await raw(o.warmup);
+  const gatewayRuns: GatewayRun[] = [];
+  const rawRuns: { perSecond: number; cpuMicrosPerMessage: number }[] = [];
+  for (let r = 0; r < o.repeats; r++) {
+    gatewayRuns.push(await measureGateway(run, "batch", run.batch, o.batchConnections, o.batchSize));
+    if (!o.gatewayOnly) rawRuns.push(await raw(o.duration));
+  }
+  reportBatch(run, rawPerSend, gatewayRuns, rawRuns);
+  checkRuns(run, "(b)", gatewayRuns);
+  console.log("");
+}
+
+function reportBatch(
+  run: IngestRun,
+  rawPerSend: number,
+  gatewayRuns: GatewayRun[],
+  rawRuns: { perSecond: number; cpuMicrosPerMessage: number }[],
+): void {
+  const { o, summary } = run;
+  const ticks = spread(gatewayRuns.map(r => r.perSecond * o.batchSize));
+  console.log(
+    `(b) ${fmt(o.batchSize)}-tick JSON arrays, ${o.batchConnections} connections, median (min-max) of ${o.repeats}`,
+  );
+  const rows = [["measure", "ticks/s", "p50 ms", "p99 ms", "CPU µs/tick", "failed"]];
+  rows.push(loadRow("gateway -> ingest -> Kafka (acks=all)", gatewayRuns, o.batchSize, 1));
+  summary.batch_cpu_us_per_tick = rounded(
+    spread(gatewayRuns.map(r => r.cpuMicrosPerRequest / o.batchSize)).median,
+    1,
+  );
+  if (!o.gatewayOnly) {
+    const rawCpu = spread(rawRuns.map(r => r.cpuMicrosPerMessage));
+    const rate = spreadText(spread(rawRuns.map(r => r.perSecond)));
+    rows.push([
+      `bare kafkajs producer, ${fmt(rawPerSend)} per send`,
+      rate,
+      "-",
+      "-",
+      spreadText(rawCpu, 1),
+      "0",
+    ]);
+    summary.raw_cpu_us_per_tick = rounded(rawCpu.median, 1);
+  }
+  console.log(table(rows));
+  summary.batch_ticks_per_s = Math.round(ticks.median);
+  if (!o.gatewayOnly) {
+    const raw = spread(rawRuns.map(r => r.perSecond));
+    const ratios = gatewayRuns.map((g, i) => (g.perSecond * o.batchSize) / rawRuns[i].perSecond);
+    const ratio = spread(ratios);
+    console.log(
+      `per repeat, gateway / bare producer: ${ratios.map(r => `${(r * 100).toFixed(1)}%`).join(", ")}`,
+    );
+    console.log(
+      `gateway / bare producer: ${showPct(ratio)} (target >= 60%); gateway ${fmt(ticks.median)} ticks/s (target >= 50,000)`,
+    );
+    Object.assign(summary, {
+      raw_producer_ticks_per_s: Math.round(raw.median),
+      batch_ratio: rounded(ratio.median, 3),
+      batch_ratio_min: rounded(ratio.min, 3),
+      batch_ratio_max: rounded(ratio.max, 3),
+      raw_producer_ticks_per_s_min: Math.round(raw.min),
+      raw_producer_ticks_per_s_max: Math.round(raw.max),
+    });
+  }
+  Object.assign(summary, {
+    batch_ticks_per_s_min: Math.round(ticks.min),
+    batch_ticks_per_s_max: Math.round(ticks.max),
+    batch_p99_ms: spread(gatewayRuns.map(r => r.result.latency.p99)).median,
+  });
+}
+
+/** Gateway and ingest in this process, on a topic they create; answering 200 once ingest reaches Kafka. */
+async function startedGateway(stack: BenchStack, topic: string, body: string) {
+  const port = await freePort();
+  const node = await startGateway(stack.servers.brokers, topic, port);
+  stack.atEnd(() => node.broker.stop());
+  const url = `http://127.0.0.1:${port}/ingest`;
+  await untilAccepting(url, body);
+  return url;
+}
+
+async function main(): Promise<Record<string, unknown>> {
+  const o = parseArgs(process.argv.slice(2));
+  const began = performance.now();
+  const stack = new BenchStack(serversFromEnv(), PARTITIONS, "bench-ingest");
+  const scratch = mkdtempSync(path.join(os.tmpdir(), "bench-ingest-"));
+  stack.atEnd(async () => rmSync(scratch, { recursive: true, force: true }));
+  try {
+    const topic = unique("bench_ingest");
+    stack.atEnd(async () => (await stack.connectedAdmin()).deleteTopics({ topics: [topic] }));
+    const rawTopic = await stack.topic("bench_ingest_raw");
+    printHeader(o, stack.servers.brokers, topic, rawTopic);
+    const bodies = requestBodies(o);
+    const barePort = await freePort();
+    const bare = await startBareServer(barePort);
+    stack.atEnd(() => new Promise(resolve => bare.close(resolve)));
+    const producer = await stack.producer();
+    stack.atEnd(() => producer.disconnect());
+    const gatewayUrl = await startedGateway(stack, topic, bodies.single);
     const bareUrl = `http://127.0.0.1:${barePort}/ingest`;
-    await untilAccepting(gatewayUrl, single);
-
-    /** Requests/s of the previous run per target: sizes the next fixed-amount run. */
-    const rates = new Map<string, number>();
-    const warmUp = async (name: string, url: string, body: string, connections: number) => {
-      const r = await cannon({ url, body, connections, durationSeconds: o.warmupSeconds }, scratch);
-      rates.set(name, Math.max(1, r["2xx"] / r.duration));
+    const admin = await stack.connectedAdmin();
+    const results = { rates: new Map(), summary: { bench: "ingest" }, checks: [], failed: false };
+    const run: IngestRun = {
+      o,
+      scratch,
+      admin,
+      producer,
+      topic,
+      rawTopic,
+      gatewayUrl,
+      bareUrl,
+      ...bodies,
+      ...results,
     };
-    const measure = async (name: string, url: string, body: string, connections: number) => {
-      const amount = Math.max(connections * 4, Math.round((rates.get(name) ?? 100) * o.durationSeconds));
-      // The servers run in this process, the load in another: this process's CPU is the server's.
-      const cpu = process.cpuUsage();
-      const result = await cannon({ url, body, connections, amount }, scratch);
-      const used = process.cpuUsage(cpu);
-      const perSecond = result["2xx"] / result.duration;
-      rates.set(name, Math.max(1, perSecond));
-      return {
-        result,
-        perSecond,
-        cpuMicrosPerRequest: (used.user + used.system) / Math.max(1, result["2xx"]),
-      };
-    };
-    const measureGateway = async (name: string, body: string, connections: number, perRequest: number) => {
-      const before = await settledTopicSize(admin, topic);
-      const profiler = o.profile ? new GatewayProfiler() : null;
-      await profiler?.start();
-      const run = await measure(name, gatewayUrl, body, connections);
-      await profiler?.stop(
-        perRequest === 1
-          ? `single messages, ${connections} connections, ${fmt(run.perSecond)} requests/s`
-          : `${fmt(perRequest)}-tick arrays, ${connections} connections, ${fmt(run.perSecond * perRequest)} ticks/s`,
-      );
-      // Every request was answered: what was answered 200 is acknowledged, hence in the topic now.
-      const landed = (await settledTopicSize(admin, topic)) - before;
-      return { ...run, accepted: run.result["2xx"] * perRequest, landed } satisfies GatewayRun;
-    };
-
-    const summary: Record<string, unknown> = { bench: "ingest" };
-    let failed = false;
-    const checks: string[] = [];
-    const checkRuns = (what: string, runs: GatewayRun[]) => {
-      const accepted = runs.reduce((n, r) => n + r.accepted, 0);
-      const landed = runs.reduce((n, r) => n + r.landed, 0);
-      const bad = runs.filter(r => r.landed !== r.accepted).length;
-      const failedRequests = runs.reduce((n, r) => n + failures(r.result), 0);
-      if (bad > 0 || failedRequests > 0) failed = true;
-      checks.push(
-        `check ${what}: ${fmt(accepted)} messages answered 200 in the measured runs, the topic grew by ` +
-          `${fmt(landed)} in those windows` +
-          (bad === 0 ? " (equal in every run)" : ` (MISMATCH in ${bad} run(s))`) +
-          `; ${fmt(failedRequests)} failed requests`,
-      );
-      return { accepted, landed };
-    };
-
-    if (o.parts.has("single")) {
-      if (!o.gatewayOnly) await warmUp("bare", bareUrl, single, o.connections);
-      await warmUp("gateway", gatewayUrl, single, o.connections);
-      const bareRuns: { result: CannonResult; perSecond: number; cpuMicrosPerRequest: number }[] = [];
-      const gatewayRuns: GatewayRun[] = [];
-      for (let r = 0; r < o.repeats; r++) {
-        if (!o.gatewayOnly) bareRuns.push(await measure("bare", bareUrl, single, o.connections));
-        gatewayRuns.push(await measureGateway("gateway", single, o.connections, 1));
-      }
-      const gw = stat(gatewayRuns.map(r => r.perSecond));
-      const p99 = stat(gatewayRuns.map(r => r.result.latency.p99));
-      const p50 = stat(gatewayRuns.map(r => r.result.latency.p50));
-      console.log(
-        `(a) single-message requests, ${o.connections} connections, median (min-max) of ${o.repeats}`,
-      );
-      const rows = [["server", "requests/s", "p50 ms", "p99 ms", "CPU µs/request", "failed"]];
-      if (!o.gatewayOnly) {
-        const bs = stat(bareRuns.map(r => r.perSecond));
-        rows.push([
-          "bare node:http (JSON.parse, 200)",
-          showStat(bs),
-          showStat(stat(bareRuns.map(r => r.result.latency.p50)), 1),
-          showStat(stat(bareRuns.map(r => r.result.latency.p99)), 1),
-          showStat(stat(bareRuns.map(r => r.cpuMicrosPerRequest))),
-          fmt(bareRuns.reduce((n, r) => n + failures(r.result), 0)),
-        ]);
-        summary.bare_cpu_us_per_request = Math.round(stat(bareRuns.map(r => r.cpuMicrosPerRequest)).median);
-      }
-      rows.push([
-        "gateway -> ingest -> Kafka (acks=all)",
-        showStat(gw),
-        showStat(p50, 1),
-        showStat(p99, 1),
-        showStat(stat(gatewayRuns.map(r => r.cpuMicrosPerRequest))),
-        fmt(gatewayRuns.reduce((n, r) => n + failures(r.result), 0)),
-      ]);
-      summary.gateway_cpu_us_per_request = Math.round(
-        stat(gatewayRuns.map(r => r.cpuMicrosPerRequest)).median,
-      );
-      console.log(table(rows));
-      console.log(
-        `per repeat, gateway / bare requests/s: ${gatewayRuns
-          .map((g, i) => (bareRuns[i] ? `${((g.perSecond / bareRuns[i].perSecond) * 100).toFixed(1)}%` : "-"))
-          .join(", ")}`,
-      );
-      summary.gateway_rps = Math.round(gw.median);
-      if (!o.gatewayOnly) {
-        const bs = stat(bareRuns.map(r => r.perSecond));
-        const ratio = stat(gatewayRuns.map((g, i) => g.perSecond / bareRuns[i].perSecond));
-        console.log(
-          `gateway / bare: ${showPct(ratio)} (target >= 50%); gateway p99 ${showStat(p99, 1)} ms (target <= 10 ms)`,
-        );
-        summary.bare_rps = Math.round(bs.median);
-        summary.ratio = round(ratio.median, 3);
-        summary.ratio_min = round(ratio.min, 3);
-        summary.ratio_max = round(ratio.max, 3);
-        summary.bare_rps_min = Math.round(bs.min);
-        summary.bare_rps_max = Math.round(bs.max);
-      }
-      summary.p99_ms = p99.median;
-      summary.p99_ms_max = p99.max;
-      summary.gateway_rps_min = Math.round(gw.min);
-      summary.gateway_rps_max = Math.round(gw.max);
-      checkRuns("(a)", gatewayRuns);
-      console.log("");
-    }
-
-    if (o.parts.has("batch")) {
-      await warmUp("batch", gatewayUrl, batch, o.batchConnections);
-      const rawPerSend = o.rawPerSend ?? o.batchSize;
-      if (!o.gatewayOnly) await rawProduce(producer, rawTopic, rawMessages, rawPerSend, o.warmupSeconds);
-      const gatewayRuns: GatewayRun[] = [];
-      const rawResults: { perSecond: number; cpuMicrosPerMessage: number }[] = [];
-      for (let r = 0; r < o.repeats; r++) {
-        gatewayRuns.push(await measureGateway("batch", batch, o.batchConnections, o.batchSize));
-        if (!o.gatewayOnly)
-          rawResults.push(await rawProduce(producer, rawTopic, rawMessages, rawPerSend, o.durationSeconds));
-      }
-      const rawRuns = rawResults.map(r => r.perSecond);
-      const gatewayCpuPerTick = stat(gatewayRuns.map(r => r.cpuMicrosPerRequest / o.batchSize));
-      const ticks = stat(gatewayRuns.map(r => r.perSecond * o.batchSize));
-      console.log(
-        `(b) ${fmt(o.batchSize)}-tick JSON arrays, ${o.batchConnections} connections, median (min-max) of ${o.repeats}`,
-      );
-      const rows = [["measure", "ticks/s", "p50 ms", "p99 ms", "CPU µs/tick", "failed"]];
-      rows.push([
-        "gateway -> ingest -> Kafka (acks=all)",
-        showStat(ticks),
-        showStat(stat(gatewayRuns.map(r => r.result.latency.p50)), 1),
-        showStat(stat(gatewayRuns.map(r => r.result.latency.p99)), 1),
-        showStat(gatewayCpuPerTick, 1),
-        fmt(gatewayRuns.reduce((n, r) => n + failures(r.result), 0)),
-      ]);
-      summary.batch_cpu_us_per_tick = round(gatewayCpuPerTick.median, 1);
-      if (!o.gatewayOnly) {
-        const rawCpu = stat(rawResults.map(r => r.cpuMicrosPerMessage));
-        rows.push([
-          `bare kafkajs producer, ${fmt(rawPerSend)} per send`,
-          showStat(stat(rawRuns)),
-          "-",
-          "-",
-          showStat(rawCpu, 1),
-          "0",
-        ]);
-        summary.raw_cpu_us_per_tick = round(rawCpu.median, 1);
-      }
-      console.log(table(rows));
-      summary.batch_ticks_per_s = Math.round(ticks.median);
-      if (!o.gatewayOnly) {
-        const raw = stat(rawRuns);
-        const ratio = stat(gatewayRuns.map((g, i) => (g.perSecond * o.batchSize) / rawRuns[i]));
-        console.log(
-          `per repeat, gateway / bare producer: ${gatewayRuns
-            .map((g, i) => `${(((g.perSecond * o.batchSize) / rawRuns[i]) * 100).toFixed(1)}%`)
-            .join(", ")}`,
-        );
-        console.log(
-          `gateway / bare producer: ${showPct(ratio)} (target >= 60%); gateway ${fmt(ticks.median)} ticks/s (target >= 50,000)`,
-        );
-        summary.raw_producer_ticks_per_s = Math.round(raw.median);
-        summary.batch_ratio = round(ratio.median, 3);
-        summary.batch_ratio_min = round(ratio.min, 3);
-        summary.batch_ratio_max = round(ratio.max, 3);
-        summary.raw_producer_ticks_per_s_min = Math.round(raw.min);
-        summary.raw_producer_ticks_per_s_max = Math.round(raw.max);
-      }
-      summary.batch_ticks_per_s_min = Math.round(ticks.min);
-      summary.batch_ticks_per_s_max = Math.round(ticks.max);
-      summary.batch_p99_ms = stat(gatewayRuns.map(r => r.result.latency.p99)).median;
-      checkRuns("(b)", gatewayRuns);
-      console.log("");
-    }
-
-    for (const line of checks) console.log(line);
-    summary.repeats = o.repeats;
-    summary.duration_s = o.durationSeconds;
-    summary.loss_check = failed ? "failed" : "ok";
-    summary.elapsed_s = Math.round((performance.now() - began) / 1000);
-    summary.load_average = os.loadavg().map(l => round(l, 2));
-    if (failed) process.exitCode = 1;
-    return summary;
+    if (o.parts.has("single")) await partSingle(run);
+    if (o.parts.has("batch")) await partBatch(run);
+    for (const line of run.checks) console.log(line);
+    Object.assign(run.summary, {
+      repeats: o.repeats,
+      duration_s: o.duration,
+      loss_check: run.failed ? "failed" : "ok",
+      elapsed_s: Math.round((performance.now() - began) / 1000),
+      load_average: os.loadavg().map(l => rounded(l, 2)),
+    });
+    if (run.failed) process.exitCode = 1;
+    return run.summary;
   } finally {
-    await node?.broker.stop();
-    await producer.disconnect().catch(() => undefined);
-    await new Promise(resolve => bare.close(resolve));
-    await admin.deleteTopics({ topics: [topic, rawTopic] }).catch(() => undefined);
-    await admin.disconnect();
-    rmSync(scratch, { recursive: true, force: true });
+    await stack.close();
   }
 }
 

@@ -1,6 +1,5 @@
-import type { IndicatorSettings } from "../domain/symbol-actor";
 import { SymbolActor } from "../domain/symbol-actor";
-import { randomWalkTick, seededRandom } from "./apply";
+import { SETTINGS, randomWalkTick, seededRandom } from "./harness/ticks";
 
 /**
  * The memory half of bench/scale.ts, run in a fresh process of its own (`node --expose-gc`):
@@ -12,15 +11,6 @@ import { randomWalkTick, seededRandom } from "./apply";
  *
  *   node --expose-gc --require tsx/cjs bench/scale-child.ts <symbols>
  */
-
-/** The default indicator settings (lib/config.ts): SMA 20, EMA 20, RSI 14, 30/70. */
-export const SETTINGS: IndicatorSettings = {
-  smaPeriod: 20,
-  emaPeriod: 20,
-  rsiPeriod: 14,
-  rsiOversold: 30,
-  rsiOverbought: 70,
-};
 
 /** Price ticks per actor: more than the longest window (SMA 20, EMA 20, RSI 14 + 1) needs. */
 export const WARM_TICKS = 30;
