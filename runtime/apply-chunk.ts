@@ -161,7 +161,7 @@ export function applyChunk(
     const a = actor.view().aggregates;
     out.aggregates.push({
       symbol: actor.symbol,
-      totalVolume: a.total_volume,
+      totalVolume: actor.totalVolumeExact(),
       averageVolume: a.average_volume ?? 0,
       averageOpen: a.average_opening_price ?? 0,
       averageClose: a.average_closing_price ?? 0,
