@@ -42,10 +42,10 @@ function spell(bound: number): string {
 }
 
 /**
- * Both abort: past a bound nothing else about the number is worth saying (1e20 is too big, not "not
- * whole"), nor about the prices beside it (a price of 1e308 is not "above high").
+ * Aborting (zod then skips the checks after it, and the tick's rules comparing its prices): past
+ * its upper bound nothing else about a number is worth saying (1e20 is too big, not "not whole"),
+ * nor about a price out of bounds beside the others (1e308 is not "above high").
  */
-const atLeast = (bound: number) => ({ message: `must be at least ${spell(bound)}`, abort: true });
 const atMost = (bound: number) => ({ message: `must be at most ${spell(bound)}`, abort: true });
 
 /** zod rejects NaN and Infinity as not numbers at all; a JSON number too big for a double (1e400) parses to Infinity. */
@@ -57,10 +57,10 @@ const numberError = (what: string) => (iss: { input?: unknown }) =>
       : `must be a number (${what})`;
 
 /**
- * A number within [min, max]. zod's own gte/lte checks, so that the JSON Schema of the API docs
- * carries them as minimum/maximum.
+ * A number within [min, max], both bounds aborting (see `atMost`). zod's own gte/lte checks, so
+ * that the JSON Schema of the API docs carries them as minimum/maximum.
  */
-const bounded = (what: string, min: number, max: number, below = atLeast(min).message) =>
+const bounded = (what: string, min: number, max: number, below = `must be at least ${spell(min)}`) =>
   z
     .number({ error: numberError(what) })
     .gte(min, { message: below, abort: true })
@@ -89,9 +89,16 @@ const symbol = z
   .string({ error: iss => (iss.input === undefined ? "is required" : "must be a string") })
   .regex(TICKER_PATTERN, { message: "must be an upper-case ticker such as AAPL, BRK.B or BF-B" });
 
-/** A whole number in [min, MAX_VOLUME]; `type: integer` in the JSON Schema. */
+/**
+ * A whole number in [min, MAX_VOLUME]; `type: integer` in the JSON Schema. Below `min` it does not
+ * abort, so a negative volume still lets the price rules report what they find (as they always did).
+ */
 const count = (what: string, min: number, below: string) =>
-  bounded(what, min, MAX_VOLUME, below).int({ message: "must be a whole number" });
+  z
+    .number({ error: numberError(what) })
+    .gte(min, { message: below })
+    .lte(MAX_VOLUME, atMost(MAX_VOLUME))
+    .int({ message: "must be a whole number" });
 
 /** A price tick: the message without `data_type`. */
 export const priceTickSchema = z

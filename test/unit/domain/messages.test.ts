@@ -369,6 +369,19 @@ describe("bounds on every number a message carries", () => {
     });
   });
 
+  it("leave a negative volume beside the other findings, as the README's example shows", () => {
+    const r = parseMessage({
+      stock_symbol: "AAPL",
+      opening_price: 1000,
+      closing_price: 1001,
+      high: 999,
+      low: 998,
+      volume: -5,
+      timestamp: 1764151200123,
+    });
+    expect(r.ok ? [] : r.issues.map(i => i.path)).toEqual(["volume", "timestamp", "high"]);
+  });
+
   it("keep the largest index volume of the repo's S&P 500 sample accepted", () => {
     const csv = fs.readFileSync(path.join(__dirname, "../../../samples/sp500-2000.csv"), "utf8");
     const volumes = csv
