@@ -48,7 +48,10 @@ export interface RangeAggregate extends AggregateFigures {
 
 export interface RunningAggregatesState {
   count: number;
+  /** The compensated volume sum's running `sum`: in snapshots taken before it was compensated, the plain sum. */
   totalVolume: number;
+  /** Its compensation, the units `totalVolume` rounded away past 2^53. Absent (0) in those older snapshots. */
+  totalVolumeCompensation?: number;
   sumOpen: CompensatedSumState;
   sumClose: CompensatedSumState;
   /** The four extremes are `null` while `count` is 0 (JSON has no Infinity to start them from). */
@@ -60,12 +63,14 @@ export interface RunningAggregatesState {
 
 /**
  * Running aggregates of one symbol (docs/indicators.md, "Running aggregates"): totals and sums, O(1) per tick,
- * averages derived on read. Price sums are compensated so averages over millions of ticks do not drift;
- * volumes are whole numbers, whose plain sum is exact up to 2^53.
+ * averages derived on read. Price sums are compensated so averages over millions of ticks do not drift. The
+ * volume sum is compensated too: volumes are whole numbers, whose plain double sum is exact only up to 2^53
+ * (9,008 ticks at the largest volume accepted, 1e12), and with the compensation the total stays exact
+ * (`totalVolumeExact`) far beyond, for the `numeric` column it is stored in.
  */
 export class RunningAggregates {
   private count = 0;
-  private totalVolume = 0;
+  private totalVolume = new CompensatedSum();
   private sumOpen = new CompensatedSum();
   private sumClose = new CompensatedSum();
   private lowest = 0;
@@ -86,7 +91,7 @@ export class RunningAggregates {
       if (tick.timestamp > this.lastTimestamp) this.lastTimestamp = tick.timestamp;
     }
     this.count++;
-    this.totalVolume += tick.volume;
+    this.totalVolume.add(tick.volume);
     this.sumOpen.add(tick.open);
     this.sumClose.add(tick.close);
   }
@@ -97,16 +102,22 @@ export class RunningAggregates {
 
   /** Whether the totals and sums are still finite numbers (a snapshot can hold nothing else). */
   isFinite(): boolean {
-    return Number.isFinite(this.totalVolume) && this.sumOpen.isFinite() && this.sumClose.isFinite();
+    return this.totalVolume.isFinite() && this.sumOpen.isFinite() && this.sumClose.isFinite();
+  }
+
+  /** The total volume to the unit, as a decimal string; `view().total_volume` is the nearest double. */
+  totalVolumeExact(): string {
+    return this.totalVolume.exactWholeSum();
   }
 
   view(): RunningAggregateView {
     const n = this.count;
     const any = n > 0;
+    const volume = this.totalVolume.value;
     return {
       tick_count: n,
-      total_volume: this.totalVolume,
-      average_volume: any ? this.totalVolume / n : null,
+      total_volume: volume,
+      average_volume: any ? volume / n : null,
       average_opening_price: any ? this.sumOpen.value / n : null,
       average_closing_price: any ? this.sumClose.value / n : null,
       lowest_price: any ? this.lowest : null,
@@ -118,9 +129,11 @@ export class RunningAggregates {
 
   snapshot(): RunningAggregatesState {
     const any = this.count > 0;
+    const volume = this.totalVolume.snapshot();
     return {
       count: this.count,
-      totalVolume: this.totalVolume,
+      totalVolume: volume.sum,
+      totalVolumeCompensation: volume.compensation,
       sumOpen: this.sumOpen.snapshot(),
       sumClose: this.sumClose.snapshot(),
       lowest: any ? this.lowest : null,
@@ -133,7 +146,14 @@ export class RunningAggregates {
   static restore(state: RunningAggregatesState): RunningAggregates {
     const a = new RunningAggregates();
     a.count = requireFinite(state.count, "aggregates count");
-    a.totalVolume = requireFinite(state.totalVolume, "aggregates totalVolume");
+    a.totalVolume = CompensatedSum.restore({
+      sum: requireFinite(state.totalVolume, "aggregates totalVolume"),
+      // Absent in a snapshot taken before the sum was compensated; null (a NaN gone through JSON) is damage.
+      compensation:
+        state.totalVolumeCompensation === undefined
+          ? 0
+          : requireFinite(state.totalVolumeCompensation, "aggregates totalVolumeCompensation"),
+    });
     a.sumOpen = CompensatedSum.restore(state.sumOpen);
     a.sumClose = CompensatedSum.restore(state.sumClose);
     if (a.count > 0) {

@@ -35,6 +35,20 @@ export class CompensatedSum {
     return Number.isFinite(this.sum) && Number.isFinite(this.compensation);
   }
 
+  /**
+   * The exact sum, as a decimal string, of whole-number addends. Their roundings are whole numbers
+   * too, and `compensation` holds them exactly while it stays below 2^53 in magnitude: for addends
+   * up to 1e12 that is beyond 2^32 additions (each rounding is at most half a unit in the last
+   * place of the sum, 2^18 at 1e12 x 2^32), so `sum + compensation` is the true sum far past 2^53,
+   * where the double `value` loses units.
+   */
+  exactWholeSum(): string {
+    if (!Number.isInteger(this.sum) || !Number.isInteger(this.compensation)) {
+      throw new RangeError(`not a sum of whole numbers: ${this.sum} + ${this.compensation}`);
+    }
+    return (BigInt(this.sum) + BigInt(this.compensation)).toString();
+  }
+
   reset(): void {
     this.sum = 0;
     this.compensation = 0;

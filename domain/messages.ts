@@ -19,6 +19,35 @@ export const MAX_EPOCH_SECONDS = 4102444800;
  */
 export const TICKER_PATTERN = /^[A-Z0-9]{1,10}(?:[.-][A-Z0-9]{1,6}){0,2}$/;
 
+/**
+ * Bounds on every number a message carries. They keep every sum, average and indicator an actor
+ * computes finite, and every stored total in its column, over 2^32 ticks of a symbol and more:
+ * 2^32 prices of at most 1e9 sum to about 4.3e18, 2^32 volumes of at most 1e12 to about 4.3e21
+ * (hence `numeric` for the volume totals, migrations/004). Without them two ticks at 1e308 made a
+ * symbol's running sums Infinity, its snapshot unreadable, and its partition halt.
+ */
+export const MIN_PRICE = 0.000001;
+export const MAX_PRICE = 1e9;
+/** Traded volume of one tick, and the quantity of one order. Index volumes reach 1.1e10 (samples/). */
+export const MAX_VOLUME = 1e12;
+export const MAX_MARKET_CAP = 1e16;
+export const MAX_PE_RATIO = 1e6;
+export const MAX_SENTIMENT_MAGNITUDE = 1e6;
+export const MAX_INDICATOR_VALUE = 1e15;
+
+/** A bound as the messages name it: the number written out, then as a power of ten (`1000000000000 (1e12)`). */
+function spell(bound: number): string {
+  const plain = bound.toLocaleString("en-US", { useGrouping: false, maximumSignificantDigits: 21 });
+  return `${plain} (${bound.toExponential().replace("e+", "e")})`;
+}
+
+/**
+ * Aborting (zod then skips the checks after it, and the tick's rules comparing its prices): past
+ * its upper bound nothing else about a number is worth saying (1e20 is too big, not "not whole"),
+ * nor about a price out of bounds beside the others (1e308 is not "above high").
+ */
+const atMost = (bound: number) => ({ message: `must be at most ${spell(bound)}`, abort: true });
+
 /** zod rejects NaN and Infinity as not numbers at all; a JSON number too big for a double (1e400) parses to Infinity. */
 const numberError = (what: string) => (iss: { input?: unknown }) =>
   iss.input === undefined
@@ -27,13 +56,17 @@ const numberError = (what: string) => (iss: { input?: unknown }) =>
       ? "must be a finite number"
       : `must be a number (${what})`;
 
-const finite = (what: string) =>
-  z.number({ error: numberError(what) }).refine(Number.isFinite, {
-    message: "must be a finite number",
-    abort: true,
-  });
+/**
+ * A number within [min, max], both bounds aborting (see `atMost`). zod's own gte/lte checks, so
+ * that the JSON Schema of the API docs carries them as minimum/maximum.
+ */
+const bounded = (what: string, min: number, max: number, below = `must be at least ${spell(min)}`) =>
+  z
+    .number({ error: numberError(what) })
+    .gte(min, { message: below, abort: true })
+    .lte(max, atMost(max));
 
-const price = (what: string) => finite(what).refine(v => v > 0, { message: "must be greater than 0" });
+const price = (what: string) => bounded(what, MIN_PRICE, MAX_PRICE);
 
 const timestamp = z
   .number({ error: numberError("seconds since the Unix epoch") })
@@ -56,10 +89,16 @@ const symbol = z
   .string({ error: iss => (iss.input === undefined ? "is required" : "must be a string") })
   .regex(TICKER_PATTERN, { message: "must be an upper-case ticker such as AAPL, BRK.B or BF-B" });
 
-const nonNegativeInt = (what: string) =>
-  finite(what)
-    .refine(Number.isSafeInteger, { message: "must be a whole number", abort: true })
-    .refine(v => v >= 0, { message: "must not be negative" });
+/**
+ * A whole number in [min, MAX_VOLUME]; `type: integer` in the JSON Schema. Below `min` it does not
+ * abort, so a negative volume still lets the price rules report what they find (as they always did).
+ */
+const count = (what: string, min: number, below: string) =>
+  z
+    .number({ error: numberError(what) })
+    .gte(min, { message: below })
+    .lte(MAX_VOLUME, atMost(MAX_VOLUME))
+    .int({ message: "must be a whole number" });
 
 /** A price tick: the message without `data_type`. */
 export const priceTickSchema = z
@@ -70,7 +109,7 @@ export const priceTickSchema = z
     closing_price: price("the closing price"),
     high: price("the highest price"),
     low: price("the lowest price"),
-    volume: nonNegativeInt("the traded volume"),
+    volume: count("the traded volume", 0, "must not be negative"),
     timestamp,
   })
   .superRefine((t, ctx) => {
@@ -97,27 +136,29 @@ export const orderBookSchema = z.object({
   stock_symbol: symbol,
   order_type: z.enum(["buy", "sell"], { error: 'must be "buy" or "sell"' }),
   price: price("the order price"),
-  quantity: nonNegativeInt("the order quantity").refine(v => v > 0, { message: "must be at least 1" }),
+  quantity: count("the order quantity", 1, "must be at least 1"),
 });
 
 export const newsSentimentSchema = z.object({
   data_type: z.literal("news_sentiment"),
   timestamp,
   stock_symbol: symbol,
-  sentiment_score: finite("the sentiment score").refine(v => v >= -1 && v <= 1, {
-    message: "must be between -1 and 1",
-  }),
-  sentiment_magnitude: finite("the sentiment magnitude").refine(v => v >= 0, {
-    message: "must not be negative",
-  }),
+  sentiment_score: z
+    .number({ error: numberError("the sentiment score") })
+    .gte(-1, { message: "must be between -1 and 1" })
+    .lte(1, { message: "must be between -1 and 1" }),
+  sentiment_magnitude: bounded("the sentiment magnitude", 0, MAX_SENTIMENT_MAGNITUDE, "must not be negative"),
 });
 
 export const marketDataSchema = z.object({
   data_type: z.literal("market_data"),
   timestamp,
   stock_symbol: symbol,
-  market_cap: price("the market capitalisation"),
-  pe_ratio: finite("the price/earnings ratio"),
+  market_cap: z
+    .number({ error: numberError("the market capitalisation") })
+    .gt(0, { message: "must be greater than 0", abort: true })
+    .lte(MAX_MARKET_CAP, atMost(MAX_MARKET_CAP)),
+  pe_ratio: bounded("the price/earnings ratio", -MAX_PE_RATIO, MAX_PE_RATIO),
 });
 
 function hasControlCharacter(text: string): boolean {
@@ -139,7 +180,7 @@ export const economicIndicatorSchema = z.object({
     .max(100, { message: "must be at most 100 characters" })
     // Control characters (NUL above all, which Postgres text cannot hold) are never part of a name.
     .refine(v => !hasControlCharacter(v), { message: "must not contain control characters" }),
-  value: finite("the indicator value"),
+  value: bounded("the indicator value", -MAX_INDICATOR_VALUE, MAX_INDICATOR_VALUE),
 });
 
 export const SIDE_DATA_TYPES = ["order_book", "news_sentiment", "market_data", "economic_indicator"] as const;
@@ -196,7 +237,8 @@ function formatPath(path: PropertyKey[]): string {
   return path.map(String).join(".") || "(root)";
 }
 
-const isPrice = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v) && v > 0;
+// NaN fails both comparisons, and Infinity the second.
+const isPrice = (v: unknown): v is number => typeof v === "number" && v >= MIN_PRICE && v <= MAX_PRICE;
 
 /**
  * The common case without zod's machinery: a price tick that `priceTickSchema` accepts, as the
@@ -215,8 +257,8 @@ export function validPriceTick(r: Record<string, unknown>): PriceTick | null {
     !isPrice(high) ||
     !isPrice(low) ||
     typeof volume !== "number" ||
-    !Number.isSafeInteger(volume) ||
-    volume < 0 ||
+    !Number.isInteger(volume) ||
+    !(volume >= 0 && volume <= MAX_VOLUME) ||
     typeof timestamp !== "number" ||
     !(timestamp >= MIN_EPOCH_SECONDS && timestamp < MAX_EPOCH_SECONDS) ||
     low > Math.min(opening_price, closing_price) ||

@@ -86,6 +86,12 @@ export interface ActorView {
   settings: IndicatorSettings;
 }
 
+/**
+ * The snapshot format. It changes only for a snapshot this build could not continue exactly; a field added
+ * since is optional, and its absence in an older snapshot reads as the value that snapshot implies (e.g.
+ * `aggregates.totalVolumeCompensation`: 0, its volume sum having been a plain sum), so older snapshots still
+ * restore and their actors continue bit-identically.
+ */
 export const SNAPSHOT_VERSION = 1;
 
 /**
@@ -183,6 +189,11 @@ export class SymbolActor {
   /** Price ticks applied so far; also the `seq` of the last one. */
   get seq(): number {
     return this._seq;
+  }
+
+  /** The symbol's total volume to the unit, as a decimal string (the exact value of `aggregates.total_volume`). */
+  totalVolumeExact(): string {
+    return this.aggregates.totalVolumeExact();
   }
 
   /** Side-data messages applied so far. */

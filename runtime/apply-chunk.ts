@@ -267,7 +267,7 @@ function aggregateRow(actor: SymbolActor): AggregateRow {
   const a = actor.view().aggregates;
   return {
     symbol: actor.symbol,
-    totalVolume: a.total_volume,
+    totalVolume: actor.totalVolumeExact(),
     averageVolume: a.average_volume ?? 0,
     averageOpen: a.average_opening_price ?? 0,
     averageClose: a.average_closing_price ?? 0,

@@ -7,7 +7,8 @@ export interface TickRow extends TickResult {
 
 export interface AggregateRow {
   symbol: string;
-  totalVolume: number;
+  /** Exact, as a decimal string: past 2^53 a double loses units (column `numeric`). */
+  totalVolume: string;
   averageVolume: number;
   averageOpen: number;
   averageClose: number;

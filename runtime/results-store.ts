@@ -350,12 +350,17 @@ export class ResultsStore {
     });
   }
 
-  /** Every symbol seen, with its running aggregates and its latest price and indicators. */
+  /**
+   * Every symbol seen, with its running aggregates and its latest price and indicators. Volume
+   * totals are read as doubles here and below: the columns are numeric (exact, migrations/004),
+   * and the API answers them as the JSON numbers it gave when they were bigint, on Postgres and
+   * PGlite alike.
+   */
   async latestPerSymbol(): Promise<Record<string, unknown>[]> {
     const { rows } = await this.db.query(
       `SELECT a.symbol, a.tick_count, a.last_seq AS seq, a.last_timestamp, t.closing_price AS close,
               t.moving_average AS sma, t.exponential_moving_average AS ema, t.relative_strength_index AS rsi,
-              a.total_volume, a.average_volume, a.average_opening_price, a.average_closing_price,
+              a.total_volume::float8 AS total_volume, a.average_volume, a.average_opening_price, a.average_closing_price,
               a.lowest_price, a.highest_price, a.first_timestamp, a.updated_at
        FROM aggregated_metrics a
        LEFT JOIN ticks t ON t.symbol = a.symbol AND t.seq = a.last_seq
@@ -427,8 +432,8 @@ export class ResultsStore {
   /** A symbol's running aggregates over all its ticks; null when the symbol is unknown. */
   async aggregates(symbol: string): Promise<Record<string, unknown> | null> {
     const { rows } = await this.db.query(
-      `SELECT symbol, tick_count, total_volume, average_volume, average_opening_price, average_closing_price,
-              lowest_price, highest_price, first_timestamp, last_timestamp
+      `SELECT symbol, tick_count, total_volume::float8 AS total_volume, average_volume, average_opening_price,
+              average_closing_price, lowest_price, highest_price, first_timestamp, last_timestamp
        FROM aggregated_metrics WHERE symbol = $1`,
       [symbol],
     );
@@ -444,7 +449,7 @@ export class ResultsStore {
     const { rows } = await this.db.query(
       `SELECT $1::text AS symbol,
               coalesce(sum(tick_count), 0)::bigint AS tick_count,
-              coalesce(sum(volume), 0)::bigint AS total_volume,
+              coalesce(sum(volume), 0)::float8 AS total_volume,
               sum(volume)::float8 / nullif(sum(tick_count), 0) AS average_volume,
               sum(sum_open) / nullif(sum(tick_count), 0) AS average_opening_price,
               sum(sum_close) / nullif(sum(tick_count), 0) AS average_closing_price,
@@ -893,14 +898,14 @@ async function appendTicks(tx: SqlExecutor, out: BatchOutputs): Promise<void> {
   await upsertBuckets(tx, minuteBuckets(out.ticks));
 }
 
-async function upsertBuckets(tx: SqlExecutor, rows: MinuteBucket[]): Promise<void> {
+async function upsertBuckets(tx: SqlExecutor, rows: BucketRow[]): Promise<void> {
   await tx.query(
     `INSERT INTO minute_buckets AS b (symbol, minute, open, open_seq, close, close_seq, low, high, volume,
                                       tick_count, sum_open, sum_close)
      SELECT symbol, to_timestamp(minute), open, open_seq, close, close_seq, low, high, volume, tick_count,
             sum_open, sum_close
      FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::bigint[], $5::float8[], $6::bigint[], $7::float8[],
-                 $8::float8[], $9::bigint[], $10::bigint[], $11::float8[], $12::float8[])
+                 $8::float8[], $9::numeric[], $10::bigint[], $11::float8[], $12::float8[])
        AS i(symbol, minute, open, open_seq, close, close_seq, low, high, volume, tick_count, sum_open, sum_close)
      ${MERGE_BUCKETS}`,
     [
@@ -981,11 +986,22 @@ export function tickCopyData(parts: readonly { ticks: readonly TickRow[]; partit
   return buf.subarray(0, at);
 }
 
-/** The ticks' per-minute buckets (symbol, minute), summed in the ticks' order. */
-function minuteBuckets(ticks: readonly TickRow[]): MinuteBucket[] {
+/** The start of the minute a tick is stored in, epoch seconds: from its time as Postgres stores it. */
+function storedMinute(t: TickRow): number {
+  return Math.floor((pgMicros(t.timestamp) + POSTGRES_EPOCH_SECONDS * 1e6) / 60e6) * 60;
+}
+
+/**
+ * The ticks' per-minute buckets (symbol, minute), summed in the ticks' order. A bucket's volume is
+ * a double sum of whole numbers, exact while it stays below 2^53: always for the host's chunks of
+ * 2,000 ticks (2e15 at most, at the largest volume accepted, 1e12). Volumes are never negative, so
+ * a sum that passed 2^53 is no longer a safe integer; such a bucket is summed again exactly, for
+ * the `numeric` column.
+ */
+function minuteBuckets(ticks: readonly TickRow[]): BucketRow[] {
   const buckets = new Map<string, MinuteBucket>();
   for (const t of ticks) {
-    const minute = Math.floor((pgMicros(t.timestamp) + POSTGRES_EPOCH_SECONDS * 1e6) / 60e6) * 60;
+    const minute = storedMinute(t);
     const key = `${t.symbol}\u0000${minute}`;
     const b = buckets.get(key);
     if (!b) {
@@ -1020,7 +1036,15 @@ function minuteBuckets(ticks: readonly TickRow[]): MinuteBucket[] {
     b.sumOpen += t.open;
     b.sumClose += t.close;
   }
-  return [...buckets.values()];
+  return [...buckets.values()].map(b =>
+    Number.isSafeInteger(b.volume) ? b : { ...b, volume: exactVolume(ticks, b.symbol, b.minute) },
+  );
+}
+
+function exactVolume(ticks: readonly TickRow[], symbol: string, minute: number): string {
+  let total = 0n;
+  for (const t of ticks) if (t.symbol === symbol && storedMinute(t) === minute) total += BigInt(t.volume);
+  return total.toString();
 }
 
 interface MinuteBucket {
@@ -1038,6 +1062,9 @@ interface MinuteBucket {
   sumOpen: number;
   sumClose: number;
 }
+
+/** A bucket as written: its volume a decimal string once past 2^53 (see `minuteBuckets`). */
+type BucketRow = Omit<MinuteBucket, "volume"> & { volume: number | string };
 
 /** 2000-01-01, Postgres' own epoch, in Unix seconds. */
 const POSTGRES_EPOCH_SECONDS = 946684800;
@@ -1106,7 +1133,7 @@ async function upsertAggregates(tx: SqlExecutor, rows: AggregateRow[]): Promise<
        average_closing_price, lowest_price, highest_price, tick_count, first_timestamp, last_timestamp, last_seq, updated_at)
      SELECT symbol, total_volume, average_volume, average_open, average_close, lowest, highest, tick_count,
             to_timestamp(first_ts), to_timestamp(last_ts), last_seq, now()
-     FROM unnest($1::text[], $2::bigint[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[],
+     FROM unnest($1::text[], $2::numeric[], $3::float8[], $4::float8[], $5::float8[], $6::float8[], $7::float8[],
                  $8::bigint[], $9::float8[], $10::float8[], $11::bigint[])
        AS i(symbol, total_volume, average_volume, average_open, average_close, lowest, highest, tick_count,
             first_ts, last_ts, last_seq)

@@ -1,7 +1,8 @@
 /**
  * `npm run chaos [-- --quick]`: a bounded chaos run on real Kafka, NATS, Postgres and Redis, all on
  * loopback. A gateway node and three actors nodes run as processes; a client posts ticks in batches,
- * each with its own Idempotency-Key, retrying every post until it gets 200. Meanwhile, in turn:
+ * each with its own Idempotency-Key, retrying every post until it gets 200, and now and then a copy
+ * of a batch with one out-of-bounds tick, which must be refused with a 4xx. Meanwhile, in turn:
  * an actors node killed with kill -9 and one stopped with SIGTERM (both restarted), Redis killed and
  * restarted empty, Redis restarted from an older snapshot file, the Kafka broker killed with kill -9
  * and restarted, and Postgres stopped in immediate mode (a crash) and started. At the end every stored
@@ -261,6 +262,53 @@ interface ClientStats {
   posts: number;
   retries: number;
   statuses: Record<string, number>;
+  /** The final answer to each bad input, by its name: every one must be a 4xx. */
+  refused: Record<string, Record<string, number>>;
+}
+
+/**
+ * Inputs the gateway must refuse with a 4xx, nothing of them reaching the log: values that pass
+ * "finite and positive" but once halted a partition (a symbol's sums went Infinity, or its volume
+ * total out of bigint's range), each within an otherwise good batch.
+ */
+const BAD_INPUTS: { name: string; change: Partial<PriceTick> }[] = [
+  {
+    name: "prices of 1e308",
+    change: { opening_price: 1e308, closing_price: 1e308, high: 1e308, low: 1e308 },
+  },
+  { name: "volume of 2^53 - 1", change: { volume: 9007199254740991 } },
+];
+/** One bad input after every this many good batches. */
+const BAD_INPUT_EVERY = 10;
+
+/** One POST; its status, or what went wrong on the way. */
+async function post(url: string, body: string, key?: string): Promise<string> {
+  try {
+    const r = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(key ? { "idempotency-key": key } : {}) },
+      body,
+      signal: AbortSignal.timeout(10000),
+    });
+    await r.arrayBuffer();
+    return String(r.status);
+  } catch (err) {
+    return (err as Error).name === "TimeoutError" ? "timeout" : "network error";
+  }
+}
+
+/** Posts a bad input until it gets an answer the request decided (a 4xx, or a 200 it must never get). */
+async function postBadInput(url: string, batch: PriceTick[], n: number, stats: ClientStats): Promise<void> {
+  const bad = BAD_INPUTS[n % BAD_INPUTS.length];
+  const body = JSON.stringify(batch.map((t, i) => (i === batch.length - 1 ? { ...t, ...bad.change } : t)));
+  let status = "";
+  for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
+    status = await post(url, body);
+    if (status === "200" || status.startsWith("4")) break;
+    await sleep(delay);
+  }
+  const answers = (stats.refused[bad.name] ??= {});
+  answers[status] = (answers[status] ?? 0) + 1;
 }
 
 /** Posts batches, each under its own key, retrying every one until 200, until `stop` is set. */
@@ -268,23 +316,14 @@ async function client(url: string, stop: { done: boolean }, stats: ClientStats):
   const next = tickSource();
   for (let batchNo = 0; !stop.done; batchNo++) {
     const batch = Array.from({ length: BATCH }, next);
+    // A copy of the batch with one bad tick, never stored: the good batch itself follows.
+    if (batchNo % BAD_INPUT_EVERY === BAD_INPUT_EVERY - 1)
+      await postBadInput(url, batch, Math.floor(batchNo / BAD_INPUT_EVERY), stats);
     const body = JSON.stringify(batch);
     const key = `chaos-${run}-${batchNo}`;
     for (let delay = 100; ; delay = Math.min(delay * 2, 2000)) {
       stats.posts += 1;
-      let status = "network error";
-      try {
-        const r = await fetch(url, {
-          method: "POST",
-          headers: { "content-type": "application/json", "idempotency-key": key },
-          body,
-          signal: AbortSignal.timeout(10000),
-        });
-        status = String(r.status);
-        await r.arrayBuffer();
-      } catch (err) {
-        status = (err as Error).name === "TimeoutError" ? "timeout" : "network error";
-      }
+      const status = await post(url, body, key);
       stats.statuses[status] = (stats.statuses[status] ?? 0) + 1;
       if (status === "200") break;
       if (status.startsWith("4")) throw new Error(`the gateway refused batch ${batchNo}: ${status}`);
@@ -398,7 +437,7 @@ async function main(): Promise<number> {
       async () => (await fetch(`${base}/readyz`)).status === 200 || undefined,
     );
 
-    const stats: ClientStats = { sent: [], posts: 0, retries: 0, statuses: {} };
+    const stats: ClientStats = { sent: [], posts: 0, retries: 0, statuses: {}, refused: {} };
     const stop = { done: false };
     const load = client(`${base}/ingest`, stop, stats);
     let older = "";
@@ -458,7 +497,7 @@ async function main(): Promise<number> {
     stop.done = true;
     await load;
     log(
-      `client: ${stats.sent.length} ticks in ${stats.sent.length / BATCH} batches, ${stats.posts} posts, ${stats.retries} retried (${JSON.stringify(stats.statuses)})`,
+      `client: ${stats.sent.length} ticks in ${stats.sent.length / BATCH} batches, ${stats.posts} posts, ${stats.retries} retried (${JSON.stringify(stats.statuses)}); bad inputs answered ${JSON.stringify(stats.refused)}`,
     );
 
     // Everything sent is in Kafka; wait until the actors committed all of it and stored every tick.
@@ -494,6 +533,12 @@ async function main(): Promise<number> {
       ...compare("signals", want.signals, got.signals),
       ...compare("aggregates", want.aggregates, got.aggregates),
     ];
+    for (const { name } of BAD_INPUTS) {
+      const answers = Object.entries(stats.refused[name] ?? {});
+      if (answers.length === 0) problems.push(`bad input ${name}: never sent`);
+      for (const [status, n] of answers)
+        if (!status.startsWith("4")) problems.push(`bad input ${name}: ${n} answered ${status}, not a 4xx`);
+    }
     const [dead] = await sql<{ n: string }>(postgres.url, "SELECT count(*) AS n FROM dead_letters");
     if (Number(dead.n) > 0) problems.push(`dead_letters: ${dead.n} rows`);
     const [skipped] = await sql<{ n: string }>(

@@ -226,7 +226,7 @@ describe("actors process killed mid-stream", () => {
       volume: number;
       sumClose: number;
     }>(
-      `SELECT symbol, extract(epoch FROM minute)::float8 AS minute, tick_count AS "tickCount", volume,
+      `SELECT symbol, extract(epoch FROM minute)::float8 AS minute, tick_count AS "tickCount", volume::float8 AS volume,
               sum_close AS "sumClose"
        FROM minute_buckets ORDER BY symbol COLLATE "C", minute`,
     );
@@ -240,16 +240,17 @@ describe("actors process killed mid-stream", () => {
     const { rows: aggregates } = await db.query<{
       symbol: string;
       tick_count: number;
-      total_volume: number;
+      total_volume: string;
       last_seq: number;
     }>(
-      `SELECT symbol, tick_count, total_volume, last_seq FROM aggregated_metrics ORDER BY symbol COLLATE "C"`,
+      `SELECT symbol, tick_count, total_volume::text AS total_volume, last_seq
+       FROM aggregated_metrics ORDER BY symbol COLLATE "C"`,
     );
     expect(aggregates).toEqual(
       sortedByKey([...expected.actors.values()], a => a.symbol).map(a => ({
         symbol: a.symbol,
         tick_count: a.seq,
-        total_volume: a.view().aggregates.total_volume,
+        total_volume: a.totalVolumeExact(),
         last_seq: a.seq,
       })),
     );

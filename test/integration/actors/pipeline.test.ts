@@ -179,7 +179,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
 
   it("keeps aggregated_metrics equal to each actor's running aggregates", async () => {
     const { rows: stored } = await ctx.db.query<Record<string, number | string>>(
-      `SELECT symbol, total_volume, average_volume, average_opening_price, average_closing_price, lowest_price,
+      `SELECT symbol, total_volume::text AS total_volume, average_volume, average_opening_price, average_closing_price, lowest_price,
               highest_price, tick_count, extract(epoch FROM first_timestamp)::float8 AS first_timestamp,
               extract(epoch FROM last_timestamp)::float8 AS last_timestamp, last_seq
        FROM aggregated_metrics ORDER BY symbol COLLATE "C"`,
@@ -188,7 +188,7 @@ describe("actors pipeline on Kafka, Postgres and Redis", () => {
       const v = a.view().aggregates;
       return {
         symbol: a.symbol,
-        total_volume: v.total_volume,
+        total_volume: a.totalVolumeExact(),
         average_volume: v.average_volume,
         average_opening_price: v.average_opening_price,
         average_closing_price: v.average_closing_price,
@@ -354,7 +354,7 @@ describe("range aggregates from minute buckets", () => {
   it("holds the buckets that bucketing all stored ticks at once gives", async () => {
     const { rows: stored } = await ctx.db.query(
       `SELECT symbol, extract(epoch FROM minute)::float8 AS minute, open, open_seq AS "openSeq", close,
-              close_seq AS "closeSeq", low, high, volume, tick_count AS "tickCount", sum_open AS "sumOpen",
+              close_seq AS "closeSeq", low, high, volume::float8 AS volume, tick_count AS "tickCount", sum_open AS "sumOpen",
               sum_close AS "sumClose"
        FROM minute_buckets ORDER BY symbol COLLATE "C", minute`,
     );

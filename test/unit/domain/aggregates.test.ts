@@ -136,6 +136,80 @@ describe("RunningAggregates", () => {
     expect(v.last_timestamp).toBe(Math.max(...ticks.map(t => t.timestamp)));
   });
 
+  it("keeps the total volume exact to the unit past 2^53, across snapshots restored through JSON", () => {
+    const random = seededRandom(53);
+    const uninterrupted = new RunningAggregates();
+    let restored = new RunningAggregates();
+    let exact = 0n;
+    let plain = 0;
+    for (let i = 1; i <= 200_000; i++) {
+      // Whole volumes up to the largest accepted, 1e12: 2^53 is passed after about 18,000 ticks.
+      const volume = Math.floor(random() * 1e12) + (i % 2);
+      const t = { timestamp: T0 + i, open: 10, close: 10, high: 10, low: 10, volume };
+      uninterrupted.add(t);
+      restored.add(t);
+      exact += BigInt(volume);
+      plain += volume;
+      if (i % 25_000 === 0)
+        restored = RunningAggregates.restore(JSON.parse(JSON.stringify(restored.snapshot())));
+    }
+    expect(exact).toBeGreaterThan(2n ** 53n * 10n);
+    // The plain double sum has lost units on the way.
+    expect(BigInt(plain)).not.toBe(exact);
+    expect(restored.totalVolumeExact()).toBe(exact.toString());
+    expect(uninterrupted.totalVolumeExact()).toBe(exact.toString());
+    expect(restored.snapshot()).toEqual(uninterrupted.snapshot());
+    expect(restored.view().total_volume).toBe(Number(exact));
+  });
+
+  it("keeps the total volume exact at 2^32 ticks' worth of the largest volume", () => {
+    // The state after 2^32 ticks of 1e12, where each rounding of the sum is largest (2^18).
+    const start = 2n ** 32n * 10n ** 12n;
+    const a = RunningAggregates.restore({
+      ...new RunningAggregates().snapshot(),
+      count: 2 ** 32,
+      totalVolume: Number(start),
+      totalVolumeCompensation: 0,
+      sumOpen: { sum: 2 ** 32 * 10, compensation: 0 },
+      sumClose: { sum: 2 ** 32 * 10, compensation: 0 },
+      lowest: 10,
+      highest: 10,
+      firstTimestamp: T0,
+      lastTimestamp: T0,
+    });
+    const random = seededRandom(54);
+    let exact = start;
+    for (let i = 0; i < 100_000; i++) {
+      const volume = 1e12 - Math.floor(random() * 1e6);
+      a.add({ timestamp: T0, open: 10, close: 10, high: 10, low: 10, volume });
+      exact += BigInt(volume);
+    }
+    expect(a.totalVolumeExact()).toBe(exact.toString());
+    expect(a.view().total_volume).toBe(Number(exact));
+  });
+
+  it("restores a snapshot taken before the volume sum was compensated, and continues as if never stopped", () => {
+    const a = new RunningAggregates();
+    const ticks = Array.from({ length: 50 }, (_, i) => tick(i + 1, T0 + i, 10 + i, 11 + i, 1000 + i));
+    ticks.slice(0, 20).forEach(t => a.add(t));
+    // As the earlier build wrote it: `totalVolume` a plain number, and no compensation.
+    const { totalVolumeCompensation, ...older } = JSON.parse(JSON.stringify(a.snapshot()));
+    expect(totalVolumeCompensation).toBe(0);
+    const b = RunningAggregates.restore(older);
+    ticks.slice(20).forEach(t => {
+      a.add(t);
+      b.add(t);
+    });
+    expect(b.snapshot()).toEqual(a.snapshot());
+    expect(b.view()).toEqual(a.view());
+    expect(b.totalVolumeExact()).toBe(String(ticks.reduce((s, t) => s + t.volume, 0)));
+  });
+
+  it("refuses a snapshot whose volume compensation is not a number", () => {
+    const damaged = { ...new RunningAggregates().snapshot(), totalVolumeCompensation: null };
+    expect(() => RunningAggregates.restore(damaged as never)).toThrow(/totalVolumeCompensation/);
+  });
+
   it("continues identically after a snapshot is restored through JSON", () => {
     const a = new RunningAggregates();
     a.add(tick(1, T0, 10.1, 10.3));

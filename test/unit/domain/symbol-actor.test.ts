@@ -24,6 +24,18 @@ const SETTINGS: IndicatorSettings = {
 
 type Message = PriceTick | SymbolSideData;
 
+/** An actor's snapshot as the build before exact volume totals wrote it (no `totalVolumeCompensation`). */
+const OLDER_SNAPSHOT = `{"v":1,"symbol":"XOM","settings":{"smaPeriod":3,"emaPeriod":3,"rsiPeriod":2,"rsiOversold":30,
+"rsiOverbought":70},"seq":5,"sideSeq":0,"lastOffset":4,"lastTick":{"seq":5,"offset":4,"timestamp":1700000004,
+"open":100,"close":98.5,"high":100.5,"low":98,"volume":6000},"sma":{"window":[99.75,102.125,98.5],
+"sum":{"sum":300.375,"compensation":0},"updatesSinceResum":5},"ema":{"seen":3,"seedSum":301.5,"ema":99.90625},
+"rsi":{"previousClose":98.5,"changes":2,"gainSum":1.25,"lossSum":1.75,"avgGain":0.75,"avgLoss":2.03125},
+"signals":{"previousRsi":26.966292134831463},"aggregates":{"count":5,"totalVolume":27500,
+"sumOpen":{"sum":500,"compensation":0},"sumClose":{"sum":502.125,"compensation":0},"lowest":98,"highest":102.625,
+"firstTimestamp":1700000000,"lastTimestamp":1700000004},"sideData":{"orderBook":{"buy":null,"sell":null},
+"newsSentiment":null,"marketData":null},"lastSignal":{"symbol":"XOM","side":"buy","rsi":26.966292134831463,
+"price":98.5,"timestamp":1700000004,"seq":5}}`;
+
 const viaJson = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
 
 function sampleTicks(count: number, seed = 61): PriceTick[] {
@@ -222,6 +234,48 @@ describe("SymbolActor", () => {
       expect(error).toBeInstanceOf(Error);
       expect((error as IncompatibleSnapshotError).retriable).toBe(false);
       expect((error as Error).message).toMatch(/version 2/);
+    });
+
+    it("written by the build before volume totals were exact still restore, and continue bit-identically", () => {
+      // Five ticks of XOM under these settings, as that build stored them: `totalVolume` a plain number.
+      const settings = { smaPeriod: 3, emaPeriod: 3, rsiPeriod: 2, rsiOversold: 30, rsiOverbought: 70 };
+      const older = JSON.parse(OLDER_SNAPSHOT) as ActorSnapshot;
+      expect(older.aggregates).not.toHaveProperty("totalVolumeCompensation");
+      const tick = (i: number, close: number): PriceTick => ({
+        stock_symbol: "XOM",
+        opening_price: 100,
+        closing_price: close,
+        high: Math.max(100, close) + 0.5,
+        low: Math.min(100, close) - 0.5,
+        volume: 5_000 + 250 * i,
+        timestamp: 1_700_000_000 + i,
+      });
+      const closes = [100.25, 101.5, 99.75, 102.125, 98.5, 97.25, 99, 103.75, 101.125, 100];
+      const fresh = new SymbolActor("XOM", settings);
+      const outputs = closes.map((c, i) => fresh.apply(tick(i, c), i));
+      const restored = SymbolActor.restore(older, settings);
+      const continued = closes.slice(5).map((c, i) => restored.apply(tick(i + 5, c), i + 5));
+      expect(continued).toEqual(outputs.slice(5));
+      expect(JSON.stringify(restored.snapshot())).toBe(JSON.stringify(fresh.snapshot()));
+      expect(restored.totalVolumeExact()).toBe(String(closes.reduce((s, _, i) => s + 5_000 + 250 * i, 0)));
+    });
+
+    it("carry the total volume exactly past 2^53, and a restored actor continues with it", () => {
+      const random = seededRandom(67);
+      const ticks = sampleTicks(30_000, 67).map(t => ({ ...t, volume: 1e12 - Math.floor(random() * 1e3) }));
+      const actor = new SymbolActor("AAPL", SETTINGS);
+      let restored = new SymbolActor("AAPL", SETTINGS);
+      ticks.forEach((t, i) => {
+        actor.apply(t, i);
+        restored.apply(t, i);
+        if (i % 7_000 === 0) restored = SymbolActor.restore(viaJson(restored.snapshot()), SETTINGS);
+      });
+      const exact = ticks.reduce((s, t) => s + BigInt(t.volume), 0n);
+      expect(exact).toBeGreaterThan(2n ** 53n);
+      expect(BigInt(ticks.reduce((s, t) => s + t.volume, 0))).not.toBe(exact);
+      expect(restored.totalVolumeExact()).toBe(exact.toString());
+      expect(JSON.stringify(restored.snapshot())).toBe(JSON.stringify(actor.snapshot()));
+      expect(restored.view().aggregates.total_volume).toBe(Number(exact));
     });
 
     it("that are damaged cannot be restored", () => {
