@@ -146,7 +146,11 @@ describe("the replay engine against a gateway", () => {
   });
 
   it("does not count a refused connection as possibly delivered", () => {
-    const verdict = classifyIngestAnswer({ error: "ECONNREFUSED", aborted: false }, 10, "http://x/ingest");
+    const verdict = classifyIngestAnswer(
+      { error: "ECONNREFUSED", code: "ECONNREFUSED", aborted: false },
+      10,
+      "http://x/ingest",
+    );
     expect(verdict).toEqual({ kind: "retry", uncertain: false, afterMs: null, message: "ECONNREFUSED" });
     const notReady = classifyIngestAnswer(
       { status: 503, body: '{"error":"starting","type":"NOT_READY"}', retryAfterSeconds: null },
