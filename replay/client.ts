@@ -27,8 +27,13 @@ export class GatewayClient {
     return new URL(pathname.replace(/^\//, ""), this.base);
   }
 
-  postJson(pathname: string, json: string, signal?: AbortSignal): Promise<HttpOutcome> {
-    return this.http.post(this.url(pathname), { json, signal });
+  postJson(
+    pathname: string,
+    json: string,
+    signal?: AbortSignal,
+    headers?: Readonly<Record<string, string>>,
+  ): Promise<HttpOutcome> {
+    return this.http.post(this.url(pathname), { json, signal, headers });
   }
 
   get(pathname: string, signal?: AbortSignal): Promise<HttpOutcome> {
