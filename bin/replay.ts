@@ -1,9 +1,9 @@
 import path from "node:path";
-import { HELP, parseReplayArgs, UsageError } from "../replay/cli";
+import { HELP, parseReplayArgs, UsageError, type ReplayCliOptions } from "../replay/cli";
 import { GatewayClient } from "../replay/client";
 import { InputError, prepareJob, type PreparedJob } from "../replay/prepare";
 import { formatCount, ProgressReporter } from "../replay/progress";
-import { collectReports, formatReportTable } from "../replay/report";
+import { collectReports, formatReportTable, reportTargets } from "../replay/report";
 import { runReplay, type JobResult } from "../replay/run";
 import { describeRows } from "../replay/summary";
 
@@ -29,8 +29,12 @@ function describeStart(p: PreparedJob): string {
     );
   }
   if (state.completed && state.inDoubt === null) {
-    lines.push(`${job.symbol}: already replayed completely; --restart sends it again`);
-  } else if (p.resumed) {
+    lines.push(
+      p.target.kind === "unknown"
+        ? `${job.symbol}: already replayed completely, says the state, but the app cannot tell whether it holds the rows`
+        : `${job.symbol}: already replayed completely, and the app holds every row: nothing to send`,
+    );
+  } else if (p.resumed && state.position > 0) {
     lines.push(
       `${job.symbol}: resuming after line ${state.lastLine ?? "-"}: ${formatCount(state.position)} of ` +
         `${formatCount(state.rows)} rows done (${formatCount(state.accepted)} accepted, ${formatCount(state.rejectedCount)} rejected)`,
@@ -67,7 +71,7 @@ function describeEnd(p: PreparedJob, result: JobResult): string[] {
     );
     out.push(
       `${job.symbol}: lines ${ranges.slice(0, 8).join(", ")}${ranges.length > 8 ? ` and ${ranges.length - 8} more` : ""} ` +
-        `were sent again after a request the gateway did not answer; if it had taken the first one they are in twice`,
+        `were sent again after a request the gateway did not answer, under the same Idempotency-Key: it applies them once`,
     );
   }
   if (state.inDoubt !== null) {
@@ -77,6 +81,82 @@ function describeEnd(p: PreparedJob, result: JobResult): string[] {
     );
   }
   return out;
+}
+
+/**
+ * The end of a run: each file's summary, then (unless --no-report) the report of what the app
+ * holds. A file that sent nothing to an app that could not be asked has nothing to wait for: the
+ * replay says why and leaves it out, and the exit status is 1.
+ */
+async function finish(
+  prepared: readonly PreparedJob[],
+  results: readonly JobResult[],
+  o: ReplayCliOptions & { client: GatewayClient; stop: AbortSignal; log: (line: string) => void },
+): Promise<number> {
+  let problems = false;
+  prepared.forEach((p, i) => {
+    for (const line of describeEnd(p, results[i])) console.error(line);
+    if (p.parsed.unreadable.length > 0 || p.job.state.rejectedCount > 0) problems = true;
+  });
+  const failed = results.filter(r => r.status === "failed");
+  const unfinished = results.filter(r => r.status !== "completed");
+  if (unfinished.length > 0) {
+    for (const f of failed) console.error(`replay: ${f.error}`);
+    console.error(
+      `replay: ${failed.length > 0 ? "stopped" : "interrupted"}; the state is saved in ` +
+        `${unfinished.map(r => shown(r.job.statePath)).join(", ")}: run the same command again to resume` +
+        (failed.length > 0 ? " once the gateway answers" : ""),
+    );
+    return failed.length > 0 ? 1 : 130;
+  }
+  const completedLines = results
+    .filter(r => r.job.bars.length > 0)
+    .map(r => `${r.job.symbol} lines ${r.job.bars[0].line}-${r.job.bars[r.job.bars.length - 1].line}`);
+  if (completedLines.length > 0) console.error(`replay: every row resolved (${completedLines.join("; ")})`);
+
+  const unverified = prepared.filter(
+    (p, i) => p.target.kind === "unknown" && results[i].acceptedThisRun === 0,
+  );
+  for (const p of unverified) {
+    const reason = p.target.kind === "unknown" ? p.target.reason : "";
+    console.error(
+      `${p.job.symbol}: cannot tell whether the app holds the rows the state says it was sent (${reason}); ` +
+        `this run sent none, so there is nothing to wait for and no report: run again once the app answers`,
+    );
+  }
+  const reported = prepared.map(p => p.job).filter(j => !unverified.some(p => p.job === j));
+  if (!o.report || reported.length === 0) return problems || unverified.length > 0 ? 1 : 0;
+  const rows = await collectReports(o.client, reportTargets(reported), {
+    timeoutMs: o.reportTimeoutMs,
+    signal: o.stop,
+    log: o.log,
+  });
+  if (o.stop.aborted) return 130;
+  process.stdout.write(`\n${formatReportTable(rows)}\n`);
+  const incomplete = rows.some(r => r.report === null || !r.complete);
+  return problems || incomplete || unverified.length > 0 ? 1 : 0;
+}
+
+/** The first Ctrl-C (or SIGTERM) stops after the request in flight, the second abandons it, the third exits. */
+function onInterrupts(log: (line: string) => void): { stop: AbortController; abandon: AbortController } {
+  const stop = new AbortController();
+  const abandon = new AbortController();
+  let interrupts = 0;
+  const interrupt = (signal: NodeJS.Signals) => {
+    interrupts++;
+    if (interrupts === 1) {
+      log(`\n${signal}: stopping after the request in flight and saving the state (again to abandon it)`);
+      stop.abort();
+    } else if (interrupts === 2) {
+      log(`${signal}: abandoning the request in flight`);
+      abandon.abort();
+    } else {
+      process.exit(130);
+    }
+  };
+  process.on("SIGINT", interrupt);
+  process.on("SIGTERM", interrupt);
+  return { stop, abandon };
 }
 
 async function main(): Promise<number> {
@@ -96,23 +176,7 @@ async function main(): Promise<number> {
 
   let reporter: ProgressReporter | null = null;
   const log = (line: string) => (reporter !== null ? reporter.log(line) : console.error(line));
-  const stop = new AbortController();
-  const abandon = new AbortController();
-  let interrupts = 0;
-  const interrupt = (signal: NodeJS.Signals) => {
-    interrupts++;
-    if (interrupts === 1) {
-      log(`\n${signal}: stopping after the request in flight and saving the state (again to abandon it)`);
-      stop.abort();
-    } else if (interrupts === 2) {
-      log(`${signal}: abandoning the request in flight`);
-      abandon.abort();
-    } else {
-      process.exit(130);
-    }
-  };
-  process.on("SIGINT", interrupt);
-  process.on("SIGTERM", interrupt);
+  const { stop, abandon } = onInterrupts(log);
 
   const client = new GatewayClient(o.baseUrl, {
     token: o.token,
@@ -158,42 +222,7 @@ async function main(): Promise<number> {
       reporter = null;
     }
 
-    let problems = false;
-    prepared.forEach((p, i) => {
-      for (const line of describeEnd(p, results[i])) console.error(line);
-      if (p.parsed.unreadable.length > 0 || p.job.state.rejectedCount > 0) problems = true;
-    });
-    const failed = results.filter(r => r.status === "failed");
-    const unfinished = results.filter(r => r.status !== "completed");
-    if (unfinished.length > 0) {
-      for (const f of failed) console.error(`replay: ${f.error}`);
-      console.error(
-        `replay: ${failed.length > 0 ? "stopped" : "interrupted"}; the state is saved in ` +
-          `${unfinished.map(r => shown(r.job.statePath)).join(", ")}: run the same command again to resume` +
-          (failed.length > 0 ? " once the gateway answers" : ""),
-      );
-      return failed.length > 0 ? 1 : 130;
-    }
-    const completedLines = results
-      .filter(r => r.job.bars.length > 0)
-      .map(r => `${r.job.symbol} lines ${r.job.bars[0].line}-${r.job.bars[r.job.bars.length - 1].line}`);
-    if (completedLines.length > 0) console.error(`replay: every row resolved (${completedLines.join("; ")})`);
-
-    if (!o.report) return problems ? 1 : 0;
-    const rows = await collectReports(
-      client,
-      jobs.map(j => ({
-        symbol: j.symbol,
-        expectedTicks: (j.state.baselineTicks ?? 0) + j.state.accepted,
-        baselineKnown: j.state.baselineTicks !== null,
-        baselineTicks: j.state.baselineTicks ?? 0,
-      })),
-      { timeoutMs: o.reportTimeoutMs, signal: stop.signal, log },
-    );
-    if (stop.signal.aborted) return 130;
-    process.stdout.write(`\n${formatReportTable(rows)}\n`);
-    const incomplete = rows.some(r => r.report === null || !r.complete);
-    return problems || incomplete ? 1 : 0;
+    return await finish(prepared, results, { ...o, client, stop: stop.signal, log });
   } finally {
     client.close();
   }

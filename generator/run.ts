@@ -1,4 +1,4 @@
-import { IngestClient, type PostOutcome } from "./http-client";
+import { HttpClient, type HttpOutcome } from "../lib/http-client";
 import {
   COURSE_SYMBOLS,
   createMessageSource,
@@ -164,8 +164,11 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** Failure bodies are kept for the log; a gateway's validation report fits well inside this. */
+const FAILURE_BODY_CHARS = 2000;
+
 const excerpt = (text: string, max = 300) => (text.length > max ? `${text.slice(0, max)}...` : text);
-const answer = (outcome: PostOutcome) =>
+const answer = (outcome: HttpOutcome) =>
   "body" in outcome && outcome.body !== "" ? `: ${excerpt(outcome.body)}` : "";
 
 class Tally {
@@ -177,7 +180,7 @@ class Tally {
   readonly failures: Record<string, number> = {};
 
   /** Returns the failure kind, or undefined for a 200. */
-  record(outcome: PostOutcome, messages: number): string | undefined {
+  record(outcome: HttpOutcome, messages: number): string | undefined {
     this.requests++;
     this.messages += messages;
     if ("status" in outcome && outcome.status === 200) {
@@ -186,7 +189,7 @@ class Tally {
       return undefined;
     }
     this.failed++;
-    const kind = "status" in outcome ? `HTTP ${outcome.status}` : outcome.error;
+    const kind = "status" in outcome ? `HTTP ${outcome.status}` : outcome.code;
     this.failures[kind] = (this.failures[kind] ?? 0) + 1;
     return kind;
   }
@@ -196,10 +199,14 @@ class Tally {
 export async function runGenerator(options: GeneratorOptions = {}): Promise<Summary> {
   const o = resolveOptions(options);
   const source = createMessageSource({ symbols: o.symbols, model: o.model, seed: o.seed, now: o.now });
-  const client = new IngestClient(o.url, {
+  const url = new URL(o.url);
+  const client = new HttpClient({
     token: o.token,
+    // The course client has no timeout, but a load run must end even if the gateway stops answering.
     timeoutMs: o.timeoutMs,
     maxSockets: o.rate === undefined ? 2 : o.concurrency,
+    maxBodyChars: FAILURE_BODY_CHARS,
+    skipOkBodies: true,
   });
   const tally = new Tally();
   const halt = new AbortController();
@@ -230,7 +237,8 @@ export async function runGenerator(options: GeneratorOptions = {}): Promise<Summ
 
   const reported = new Set<string>();
   const send = async (messages: GeneratedMessage[], describe: () => string): Promise<void> => {
-    const outcome = await client.post(JSON.stringify(o.batch === undefined ? messages[0] : messages));
+    const json = JSON.stringify(o.batch === undefined ? messages[0] : messages);
+    const outcome = await client.post(url, { json });
     const failure = tally.record(outcome, messages.length);
     if (o.log === undefined) return;
     if (failure === undefined) {

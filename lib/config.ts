@@ -104,153 +104,220 @@ const byteSize = z
     return Math.floor(Number(m[1]) * unit);
   });
 
-const envSchema = z
-  .object({
-    PORT: int(0, 65535).default(5000),
-    HOST: z.string().trim().min(1).default("0.0.0.0"),
-    NODE_ID: z.string().trim().min(1).max(128).optional(),
-    NAMESPACE: z
+/**
+ * One environment variable: its name and the zod schema that reads it (format, bounds, default,
+ * error message). Where it stands in `DECLARED` is where its value lands in `Config`.
+ */
+class Variable<N extends string = string, S extends z.ZodType = z.ZodType> {
+  constructor(
+    readonly name: N,
+    readonly schema: S,
+  ) {}
+}
+
+const variable = <N extends string, S extends z.ZodType>(name: N, schema: S) => new Variable(name, schema);
+
+/** A part of the configuration: one variable, or a group of parts (a nested object of `Config`). */
+type Part = Variable | { readonly [key: string]: Part };
+
+/**
+ * Every variable, declared once, in the shape of `Config`: the environment schema, the `Config`
+ * type and the mapping from one to the other are all derived from this object. The order is the
+ * order of the variables in error messages and in `CONFIG_VARIABLES`.
+ */
+const DECLARED = {
+  port: variable("PORT", int(0, 65535).default(5000)),
+  host: variable("HOST", z.string().trim().min(1).default("0.0.0.0")),
+  nodeID: variable(
+    "NODE_ID",
+    z
+      .string()
+      .trim()
+      .min(1)
+      .max(128)
+      .default(() => `${os.hostname()}-${process.pid}`),
+  ),
+  /** Moleculer namespace: nodes only see nodes of the same namespace on a shared transporter. */
+  namespace: variable(
+    "NAMESPACE",
+    z
       .string()
       .trim()
       .regex(/^[\w-]*$/, "must be letters, digits, - or _")
       .default(""),
-    SERVICES: serviceList.optional(),
-    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
-    METRICS_PORT: int(0, 65535).default(3030),
-
-    KAFKA_BROKERS: brokerList.optional(),
-    KAFKA_TOPIC: z
-      .string()
-      .trim()
-      .regex(/^[a-zA-Z0-9._-]{1,249}$/, "must be a valid Kafka topic name")
-      .default("stock"),
-    KAFKA_PARTITIONS: int(1, 10000).default(12),
-    KAFKA_GROUP_ID: z.string().trim().min(1).default("stock-actors"),
-    KAFKA_CLIENT_ID: z.string().trim().min(1).default("stock-actors"),
-    KAFKA_ACK_TIMEOUT_MS: int(100, 600000).default(5000),
-    KAFKA_SESSION_TIMEOUT_MS: int(6000, 300000).default(10000),
-
-    NATS_URL: optionalUrl(["nats", "tls"]).optional(),
-    DATABASE_URL: optionalUrl(["postgres", "postgresql"]).optional(),
-    DATABASE_POOL_SIZE: int(1, 1000).default(10),
-    REDIS_URL: optionalUrl(["redis", "rediss"]).optional(),
-    DATA_DIR: z.string().trim().min(1).default("./data"),
-
-    SMA_PERIOD: int(1, 100000).default(20),
-    EMA_PERIOD: int(1, 100000).default(20),
-    RSI_PERIOD: int(1, 100000).default(14),
-    RSI_OVERSOLD: num(0, 100).default(30),
-    RSI_OVERBOUGHT: num(0, 100).default(70),
-
-    DEMO_FEED: flag.optional(),
-    DEMO_FEED_RATE: num(0.01, 100000).default(10),
-
-    INGEST_AUTH: z
-      .string()
-      .trim()
-      .toLowerCase()
-      .pipe(z.enum(INGEST_AUTH_MODES, { error: `must be ${INGEST_AUTH_MODES.join(", ")}` }))
-      .default("auto"),
-    INGEST_TOKEN: z.string().min(1).optional(),
-    INGEST_MAX_BATCH: int(1, 1000000).default(10000),
-    INGEST_BODY_LIMIT: byteSize.default(5 * 1024 ** 2),
-    INGEST_RATE_LIMIT: int(0).default(0),
-    INGEST_LINGER_MS: int(0, 1000).default(0),
-    IDEMPOTENCY_TTL_HOURS: int(1, 720).default(24),
-    INGEST_TRUST_PROXY: flag.default(false),
-
-    NOTIFIER_WEBHOOK_URL: optionalUrl(["http", "https"]).optional(),
-
-    ACTOR_IDLE_MS: int(1000).default(300000),
-    STATE_RECORD_INTERVAL_MS: int(0, 600000).default(1000),
-    SHUTDOWN_GRACE_MS: int(100, 600000).default(10000),
-    RETRY_MAX_BACKOFF_MS: int(10, 600000).default(10000),
-  })
-  .superRefine((env, ctx) => {
-    if (env.RSI_OVERSOLD >= env.RSI_OVERBOUGHT) {
-      ctx.addIssue({ code: "custom", path: ["RSI_OVERSOLD"], message: "must be below RSI_OVERBOUGHT" });
-    }
-    // Fail closed: the node that serves POST /ingest (the gateway) does not start without a token.
-    // A token of spaces only can never match (HTTP trims header values): it counts as none.
-    const runsGateway = (env.SERVICES ?? ALL_SERVICES).includes("gateway");
-    if (env.INGEST_AUTH === "required" && runsGateway && !env.INGEST_TOKEN?.trim()) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["INGEST_TOKEN"],
-        message:
-          "must be set (not empty) when INGEST_AUTH=required and this node runs the gateway (POST /ingest); " +
-          "set INGEST_TOKEN, or set INGEST_AUTH=off to accept unauthenticated ingest explicitly",
-      });
-    }
-  });
-
-export type Env = z.infer<typeof envSchema>;
-
-export interface Config {
-  port: number;
-  host: string;
-  nodeID: string;
-  /** Moleculer namespace: nodes only see nodes of the same namespace on a shared transporter. */
-  namespace: string;
-  services: ServiceName[];
-  logLevel: Env["LOG_LEVEL"];
-  metricsPort: number;
+  ),
+  services: variable(
+    "SERVICES",
+    serviceList.default(() => [...ALL_SERVICES]),
+  ),
+  logLevel: variable(
+    "LOG_LEVEL",
+    z.enum(["fatal", "error", "warn", "info", "debug", "trace"]).default("info"),
+  ),
+  metricsPort: variable("METRICS_PORT", int(0, 65535).default(3030)),
   kafka: {
     /** Undefined: the embedded in-process log stands in for Kafka. */
-    brokers?: string[];
-    topic: string;
-    partitions: number;
-    groupId: string;
-    clientId: string;
-    ackTimeoutMs: number;
-    sessionTimeoutMs: number;
-  };
-  natsUrl?: string;
+    brokers: variable("KAFKA_BROKERS", brokerList.optional()),
+    topic: variable(
+      "KAFKA_TOPIC",
+      z
+        .string()
+        .trim()
+        .regex(/^[a-zA-Z0-9._-]{1,249}$/, "must be a valid Kafka topic name")
+        .default("stock"),
+    ),
+    partitions: variable("KAFKA_PARTITIONS", int(1, 10000).default(12)),
+    groupId: variable("KAFKA_GROUP_ID", z.string().trim().min(1).default("stock-actors")),
+    clientId: variable("KAFKA_CLIENT_ID", z.string().trim().min(1).default("stock-actors")),
+    ackTimeoutMs: variable("KAFKA_ACK_TIMEOUT_MS", int(100, 600000).default(5000)),
+    sessionTimeoutMs: variable("KAFKA_SESSION_TIMEOUT_MS", int(6000, 300000).default(10000)),
+  },
+  natsUrl: variable("NATS_URL", optionalUrl(["nats", "tls"]).optional()),
   /** Undefined: embedded PGlite under `dataDir`. */
-  databaseUrl?: string;
-  databasePoolSize: number;
+  databaseUrl: variable("DATABASE_URL", optionalUrl(["postgres", "postgresql"]).optional()),
+  databasePoolSize: variable("DATABASE_POOL_SIZE", int(1, 1000).default(10)),
   /** Undefined: in-memory snapshots. */
-  redisUrl?: string;
-  dataDir: string;
+  redisUrl: variable("REDIS_URL", optionalUrl(["redis", "rediss"]).optional()),
+  dataDir: variable(
+    "DATA_DIR",
+    z
+      .string()
+      .trim()
+      .min(1)
+      .default("./data")
+      .transform(dir => path.resolve(dir)),
+  ),
   indicators: {
-    smaPeriod: number;
-    emaPeriod: number;
-    rsiPeriod: number;
-    rsiOversold: number;
-    rsiOverbought: number;
-  };
-  demoFeed: { enabled: boolean; rate: number };
-  /** Where the notifier POSTs each signal as JSON; unset: log and WebSocket only. */
-  notifierWebhookUrl?: string;
+    smaPeriod: variable("SMA_PERIOD", int(1, 100000).default(20)),
+    emaPeriod: variable("EMA_PERIOD", int(1, 100000).default(20)),
+    rsiPeriod: variable("RSI_PERIOD", int(1, 100000).default(14)),
+    rsiOversold: variable("RSI_OVERSOLD", num(0, 100).default(30)),
+    rsiOverbought: variable("RSI_OVERBOUGHT", num(0, 100).default(70)),
+  },
+  demoFeed: {
+    /** Unset: on exactly when KAFKA_BROKERS is unset (see `settle`). */
+    enabled: variable("DEMO_FEED", flag.optional()),
+    rate: variable("DEMO_FEED_RATE", num(0.01, 100000).default(10)),
+  },
   ingest: {
     /** INGEST_AUTH as set (default `auto`); `token` already reflects it. */
-    auth: IngestAuth;
+    auth: variable(
+      "INGEST_AUTH",
+      z
+        .string()
+        .trim()
+        .toLowerCase()
+        .pipe(z.enum(INGEST_AUTH_MODES, { error: `must be ${INGEST_AUTH_MODES.join(", ")}` }))
+        .default("auto"),
+    ),
     /** The bearer token POST /ingest requires; undefined: none (INGEST_AUTH=off, or auto without a token). */
-    token?: string;
-    /** INGEST_AUTH=off with INGEST_TOKEN set: the token is ignored (the gateway warns at start). */
-    tokenIgnored: boolean;
-    maxBatch: number;
-    bodyLimitBytes: number;
-    rateLimitPerSecond: number;
-    lingerMs: number;
-    /** Rate-limit by the address a trusted proxy appends to X-Forwarded-For, not the socket's. */
-    trustProxy: boolean;
+    token: variable("INGEST_TOKEN", z.string().min(1).optional()),
+    maxBatch: variable("INGEST_MAX_BATCH", int(1, 1000000).default(10000)),
+    bodyLimitBytes: variable("INGEST_BODY_LIMIT", byteSize.default(5 * 1024 ** 2)),
+    rateLimitPerSecond: variable("INGEST_RATE_LIMIT", int(0).default(0)),
+    lingerMs: variable("INGEST_LINGER_MS", int(0, 1000).default(0)),
     /** How long an Idempotency-Key is remembered (by the gateways and by the actors). */
-    idempotencyTtlMs: number;
-  };
+    idempotencyTtlMs: variable(
+      "IDEMPOTENCY_TTL_HOURS",
+      int(1, 720)
+        .default(24)
+        .transform(hours => hours * 3600 * 1000),
+    ),
+    /** Rate-limit by the address a trusted proxy appends to X-Forwarded-For, not the socket's. */
+    trustProxy: variable("INGEST_TRUST_PROXY", flag.default(false)),
+  },
+  /** Where the notifier POSTs each signal as JSON; unset: log and WebSocket only. */
+  notifierWebhookUrl: variable("NOTIFIER_WEBHOOK_URL", optionalUrl(["http", "https"]).optional()),
   actors: {
-    idleMs: number;
+    idleMs: variable("ACTOR_IDLE_MS", int(1000).default(300000)),
     /** How often actor states are recorded in Postgres and offsets committed; 0: every batch. */
-    recordIntervalMs: number;
-    shutdownGraceMs: number;
-    retryMaxBackoffMs: number;
+    recordIntervalMs: variable("STATE_RECORD_INTERVAL_MS", int(0, 600000).default(1000)),
+    shutdownGraceMs: variable("SHUTDOWN_GRACE_MS", int(100, 600000).default(10000)),
+    retryMaxBackoffMs: variable("RETRY_MAX_BACKOFF_MS", int(10, 600000).default(10000)),
+  },
+} satisfies Record<string, Part>;
+
+/** Every variable in the part `T`, as a union. */
+type VariablesIn<T> = T extends Variable ? T : { [K in keyof T]: VariablesIn<T[K]> }[keyof T];
+
+/** The part `T` with each variable replaced by its value. */
+type Placed<T> =
+  T extends Variable<string, infer S> ? z.output<S> : { -readonly [K in keyof T]: Placed<T[K]> };
+
+/** `T` with every key whose value may be undefined made optional, at every depth. */
+type Optionals<T> = T extends readonly unknown[]
+  ? T
+  : T extends object
+    ? Flat<
+        { [K in keyof T as undefined extends T[K] ? never : K]: Optionals<T[K]> } & {
+          [K in keyof T as undefined extends T[K] ? K : never]?: Optionals<T[K]>;
+        }
+      >
+    : T;
+
+type Flat<T> = { [K in keyof T]: T[K] };
+
+function variablesIn(part: Part): Variable[] {
+  return part instanceof Variable ? [part] : Object.values(part).flatMap(variablesIn);
+}
+
+/** The object schema of the environment, one key per variable. */
+const envShape = Object.fromEntries(variablesIn(DECLARED).map(v => [v.name, v.schema])) as {
+  [V in VariablesIn<typeof DECLARED> as V["name"]]: V["schema"];
+};
+
+/** The names of the variables, in the order of `DECLARED` (the README's table lists the same). */
+export const CONFIG_VARIABLES = Object.keys(envShape);
+
+/** The rules that involve more than one variable. */
+const envSchema = z.object(envShape).superRefine((env, ctx) => {
+  if (env.RSI_OVERSOLD >= env.RSI_OVERBOUGHT) {
+    ctx.addIssue({ code: "custom", path: ["RSI_OVERSOLD"], message: "must be below RSI_OVERBOUGHT" });
+  }
+  // Fail closed: the node that serves POST /ingest (the gateway) does not start without a token.
+  // A token of spaces only can never match (HTTP trims header values): it counts as none.
+  const runsGateway = env.SERVICES.includes("gateway");
+  if (env.INGEST_AUTH === "required" && runsGateway && !env.INGEST_TOKEN?.trim()) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["INGEST_TOKEN"],
+      message:
+        "must be set (not empty) when INGEST_AUTH=required and this node runs the gateway (POST /ingest); " +
+        "set INGEST_TOKEN, or set INGEST_AUTH=off to accept unauthenticated ingest explicitly",
+    });
+  }
+});
+
+/** Each variable's parsed value put where `DECLARED` places it. */
+function place<T extends Part>(part: T, env: Readonly<Record<string, unknown>>): Placed<T> {
+  // The walk builds exactly the shape `Placed<T>` describes; TypeScript cannot follow the recursion.
+  if (part instanceof Variable) return env[part.name] as Placed<T>;
+  const entries = Object.entries(part).map(([key, inner]) => [key, place(inner, env)]);
+  return Object.fromEntries(entries) as Placed<T>;
+}
+
+/** The values that one variable takes from another. */
+function settle(c: Placed<typeof DECLARED>) {
+  return {
+    ...c,
+    demoFeed: { ...c.demoFeed, enabled: c.demoFeed.enabled ?? c.kafka.brokers === undefined },
+    ingest: {
+      ...c.ingest,
+      // INGEST_AUTH=off ignores a token that is set: the opt-out wins, and the gateway says so at start.
+      token: c.ingest.auth === "off" ? undefined : c.ingest.token,
+      /** INGEST_AUTH=off with INGEST_TOKEN set: the token is ignored (the gateway warns at start). */
+      tokenIgnored: c.ingest.auth === "off" && c.ingest.token !== undefined,
+    },
   };
 }
+
+/** The configuration every node is built from: the shape of `DECLARED`, with the settled values. */
+export type Config = Optionals<ReturnType<typeof settle>>;
 
 /** Reads and validates the environment. Throws a ConfigError naming the first bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const present: Record<string, string> = {};
-  for (const key of Object.keys(envSchema.shape)) {
+  for (const key of CONFIG_VARIABLES) {
     const value = env[key];
     if (value !== undefined && value !== "") present[key] = value;
   }
@@ -263,62 +330,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     });
     throw new ConfigError(`invalid configuration: ${issues.join("; ")}`);
   }
-  const e = parsed.data;
-  const embeddedLog = e.KAFKA_BROKERS === undefined;
-  return {
-    port: e.PORT,
-    host: e.HOST,
-    nodeID: e.NODE_ID ?? `${os.hostname()}-${process.pid}`,
-    namespace: e.NAMESPACE,
-    services: e.SERVICES ?? [...ALL_SERVICES],
-    logLevel: e.LOG_LEVEL,
-    metricsPort: e.METRICS_PORT,
-    kafka: {
-      brokers: e.KAFKA_BROKERS,
-      topic: e.KAFKA_TOPIC,
-      partitions: e.KAFKA_PARTITIONS,
-      groupId: e.KAFKA_GROUP_ID,
-      clientId: e.KAFKA_CLIENT_ID,
-      ackTimeoutMs: e.KAFKA_ACK_TIMEOUT_MS,
-      sessionTimeoutMs: e.KAFKA_SESSION_TIMEOUT_MS,
-    },
-    natsUrl: e.NATS_URL,
-    databaseUrl: e.DATABASE_URL,
-    databasePoolSize: e.DATABASE_POOL_SIZE,
-    redisUrl: e.REDIS_URL,
-    dataDir: path.resolve(e.DATA_DIR),
-    indicators: {
-      smaPeriod: e.SMA_PERIOD,
-      emaPeriod: e.EMA_PERIOD,
-      rsiPeriod: e.RSI_PERIOD,
-      rsiOversold: e.RSI_OVERSOLD,
-      rsiOverbought: e.RSI_OVERBOUGHT,
-    },
-    demoFeed: { enabled: e.DEMO_FEED ?? embeddedLog, rate: e.DEMO_FEED_RATE },
-    notifierWebhookUrl: e.NOTIFIER_WEBHOOK_URL,
-    ingest: {
-      auth: e.INGEST_AUTH,
-      // INGEST_AUTH=off ignores a token that is set: the opt-out wins, and the gateway says so at start.
-      token: e.INGEST_AUTH === "off" ? undefined : e.INGEST_TOKEN,
-      tokenIgnored: e.INGEST_AUTH === "off" && e.INGEST_TOKEN !== undefined,
-      maxBatch: e.INGEST_MAX_BATCH,
-      bodyLimitBytes: e.INGEST_BODY_LIMIT,
-      rateLimitPerSecond: e.INGEST_RATE_LIMIT,
-      lingerMs: e.INGEST_LINGER_MS,
-      trustProxy: e.INGEST_TRUST_PROXY,
-      idempotencyTtlMs: e.IDEMPOTENCY_TTL_HOURS * 3600 * 1000,
-    },
-    actors: {
-      idleMs: e.ACTOR_IDLE_MS,
-      recordIntervalMs: e.STATE_RECORD_INTERVAL_MS,
-      shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
-      retryMaxBackoffMs: e.RETRY_MAX_BACKOFF_MS,
-    },
-  };
+  return settle(place(DECLARED, parsed.data));
 }
-
-/** The variables with their defaults, for the README table and `--help` output. */
-export const CONFIG_VARIABLES = Object.keys(envSchema.shape);
 
 /** For entry points: the configuration, or the one-line problem on stderr and exit code 1. */
 export function loadConfigOrExit(env: NodeJS.ProcessEnv = process.env): Config {

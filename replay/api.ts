@@ -15,24 +15,66 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** What the app holds of a symbol: how many price ticks it has analysed, their time span and price range. */
+export interface Holdings {
+  ticks: number;
+  /** Epoch seconds; null when it holds none (or does not say). */
+  firstTimestamp: number | null;
+  lastTimestamp: number | null;
+  lowestPrice: number | null;
+  highestPrice: number | null;
+}
+
 /**
- * How many price ticks of `symbol` the app has analysed (`GET /api/aggregates/:symbol`, whose
- * `tick_count` moves when the actor's results are committed): 0 for a symbol it has never seen.
+ * What the app holds of `symbol` (`GET /api/aggregates/:symbol`, whose `tick_count` moves when the
+ * actor's results are committed): no tick for a symbol it has never seen (404).
  */
+export async function fetchHoldings(
+  client: GatewayClient,
+  symbol: string,
+  signal?: AbortSignal,
+): Promise<Holdings> {
+  const outcome = await client.get(`api/aggregates/${encodeURIComponent(symbol)}`, signal);
+  if ("error" in outcome) throw new Error(`GET /api/aggregates/${symbol}: ${outcome.error}`);
+  if (outcome.status === 404) {
+    return { ticks: 0, firstTimestamp: null, lastTimestamp: null, lowestPrice: null, highestPrice: null };
+  }
+  if (outcome.status !== 200) throw new Error(`GET /api/aggregates/${symbol}: ${describeOutcome(outcome)}`);
+  const body = JSON.parse(outcome.body) as {
+    tick_count?: unknown;
+    first_timestamp?: unknown;
+    last_timestamp?: unknown;
+    lowest_price?: unknown;
+    highest_price?: unknown;
+  };
+  const ticks = Number(body.tick_count);
+  if (!Number.isSafeInteger(ticks) || ticks < 0) {
+    throw new Error(`GET /api/aggregates/${symbol}: no tick_count in ${outcome.body.slice(0, 200)}`);
+  }
+  return {
+    ticks,
+    firstTimestamp: epochSeconds(body.first_timestamp),
+    lastTimestamp: epochSeconds(body.last_timestamp),
+    lowestPrice: finiteOrNull(body.lowest_price),
+    highestPrice: finiteOrNull(body.highest_price),
+  };
+}
+
+/** The API's timestamps are ISO 8601 strings (Postgres timestamptz); epoch seconds are taken too. */
+function epochSeconds(value: unknown): number | null {
+  const ms = typeof value === "string" ? Date.parse(value) : typeof value === "number" ? value * 1000 : NaN;
+  return Number.isFinite(ms) ? ms / 1000 : null;
+}
+
+const finiteOrNull = (value: unknown) => (typeof value === "number" && Number.isFinite(value) ? value : null);
+
+/** How many price ticks of `symbol` the app has analysed: 0 for a symbol it has never seen. */
 export async function fetchTickCount(
   client: GatewayClient,
   symbol: string,
   signal?: AbortSignal,
 ): Promise<number> {
-  const outcome = await client.get(`api/aggregates/${encodeURIComponent(symbol)}`, signal);
-  if ("error" in outcome) throw new Error(`GET /api/aggregates/${symbol}: ${outcome.error}`);
-  if (outcome.status === 404) return 0;
-  if (outcome.status !== 200) throw new Error(`GET /api/aggregates/${symbol}: ${describeOutcome(outcome)}`);
-  const count = Number((JSON.parse(outcome.body) as { tick_count?: unknown }).tick_count);
-  if (!Number.isSafeInteger(count) || count < 0) {
-    throw new Error(`GET /api/aggregates/${symbol}: no tick_count in ${outcome.body.slice(0, 200)}`);
-  }
-  return count;
+  return (await fetchHoldings(client, symbol, signal)).ticks;
 }
 
 /** `GET /api/report/:symbol`: the figures and the RSI rule's backtest (domain/backtest.ts). */

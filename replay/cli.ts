@@ -43,16 +43,19 @@ Options:
   --retries N        retries of a request after a 5xx, 429 or network failure before the replay
                      stops, resumable (default ${DEFAULT_RETRIES}; waits 0.5 s doubling up to 10 s)
   --state-dir DIR    where the resume state is kept (default ${DEFAULT_STATE_DIR})
-  --restart          ignore the saved state: send every row again
+  --restart          ignore the saved state: start from what the app holds of the file
   --no-report        do not wait for the analysis or print the report
   --report-timeout S how long to wait for the app to analyse every tick (default ${DEFAULT_REPORT_TIMEOUT_S})
   -h, --help         show this text
 
 Ctrl-C stops after the request in flight and saves the state; run the same command again to go on
 from the first row not acknowledged. Ctrl-C twice abandons the request in flight; the next run asks
-the app whether its rows arrived before sending them again.
-Exit status: 0 every row accepted; 1 rows unreadable or rejected, a failure, or an incomplete report;
-2 bad options or files; 130 interrupted.
+the app whether its rows arrived before sending them again. Before sending, the replay asks the app
+what it holds of each symbol: rows the state says were sent but the app does not hold (another app,
+or its data removed) are sent again. Every request carries an Idempotency-Key made of the file and
+its rows, so rows sent again to the same app are applied once.
+Exit status: 0 every row accepted; 1 rows unreadable or rejected, a failure, an incomplete report,
+or nothing sent to an app that could not be asked; 2 bad options or files; 130 interrupted.
 `;
 
 export interface ReplayFileSpec {

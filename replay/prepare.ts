@@ -1,11 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
-import { fetchTickCount } from "./api";
 import type { GatewayClient } from "./client";
 import { barToTick, CsvFormatError, parseDailyCsv, type ParsedCsv } from "./csv";
 import type { ReplayFileSpec } from "./cli";
-import { formatCount } from "./progress";
 import type { ReplayJob } from "./run";
+import { checkTarget, startFromTarget, type TargetCheck } from "./target";
 import {
   contentHash,
   loadState,
@@ -26,11 +25,14 @@ export interface PreparedJob {
   parsed: ParsedCsv;
   /** The state came from an earlier run. */
   resumed: boolean;
+  /** What the app said it holds of the symbol, against the state. */
+  target: TargetCheck;
 }
 
 /**
  * Reads and parses one file and finds its state: the saved one (unless `restart`), or a new one
  * holding the app's current tick count of the symbol, which the report and a resume compare with.
+ * Either is then held against what the app holds (replay/target.ts): the app decides.
  */
 export async function prepareJob(
   spec: ReplayFileSpec,
@@ -41,6 +43,8 @@ export async function prepareJob(
     baseUrl: string;
     client: GatewayClient;
     log: (line: string) => void;
+    /** How long the app's count must stay put to be final (default 2 s). */
+    settleMs?: number;
   },
 ): Promise<PreparedJob> {
   let content: Buffer;
@@ -66,7 +70,6 @@ export async function prepareJob(
   const settings = { adjusted: options.adjusted };
 
   let state: ReplayState | null = null;
-  let resumed = false;
   if (!options.restart) {
     try {
       state = loadState(file);
@@ -75,70 +78,58 @@ export async function prepareJob(
       throw err;
     }
   }
-  if (state !== null) {
-    resumed = true;
-    if (state.settings.adjusted !== settings.adjusted) {
-      throw new InputError(
-        `${file} was saved by a replay ${state.settings.adjusted ? "with" : "without"} --adjusted; ` +
-          `resume with the same options, or start over with --restart`,
-      );
-    }
-    if (state.rows !== parsed.bars.length || state.symbol !== spec.symbol) {
-      throw new InputError(
-        `${file} does not match ${spec.file} (${state.rows} rows saved); start over with --restart`,
-      );
-    }
-    if (state.url !== options.baseUrl) {
-      options.log(
-        `${spec.symbol}: note: the saved state was sent to ${state.url}, this run sends to ${options.baseUrl}`,
-      );
-      state.url = options.baseUrl;
-    }
-    if (state.baselineTicks === null && state.accepted === 0 && state.inDoubt === null) {
-      // Nothing reached the app yet (the first run found the gateway down): its count is still the baseline.
-      state.baselineTicks = await readBaseline(spec.symbol, options);
-      saveState(file, state);
-    }
-  } else {
-    const baselineTicks = await readBaseline(spec.symbol, options);
-    state = newState({
-      symbol: spec.symbol,
-      file: path.resolve(spec.file),
-      fileHash: hash,
-      settings,
-      url: options.baseUrl,
-      rows: parsed.bars.length,
-      baselineTicks,
-    });
-    if (state.rows === 0) state.completed = true;
-    saveState(file, state);
-  }
+  if (state !== null) checkSavedState(state, spec, parsed, file, options);
+  const resumed = state !== null;
+  state ??= newState({
+    symbol: spec.symbol,
+    file: path.resolve(spec.file),
+    fileHash: hash,
+    settings,
+    url: options.baseUrl,
+    rows: parsed.bars.length,
+    baselineTicks: null,
+  });
 
   const ticks = parsed.bars.map(bar => barToTick(bar, spec.symbol, options.adjusted));
-  return {
-    job: { symbol: spec.symbol, file: spec.file, bars: parsed.bars, ticks, state, statePath: file },
-    parsed,
-    resumed,
+  const job: ReplayJob = {
+    symbol: spec.symbol,
+    file: spec.file,
+    bars: parsed.bars,
+    ticks,
+    state,
+    statePath: file,
   };
+  // Nothing reached an app yet (or the first run found the gateway down): the app's count is the baseline.
+  const fresh = !resumed || (state.baselineTicks === null && state.accepted === 0 && state.inDoubt === null);
+  const target = fresh ? await startFromTarget(job, options) : await checkTarget(job, file, options);
+  if (state.rows === 0) state.completed = true;
+  if (fresh || target.kind === "rewound") saveState(file, state);
+  return { job, parsed, resumed, target };
 }
 
-/** The app's tick count of `symbol` before the replay sends anything; null when it cannot be read. */
-async function readBaseline(
-  symbol: string,
-  options: { client: GatewayClient; log: (line: string) => void },
-): Promise<number | null> {
-  let count: number;
-  try {
-    count = await fetchTickCount(options.client, symbol);
-  } catch (err) {
-    options.log(`${symbol}: cannot read the app's tick count before the replay (${(err as Error).message})`);
-    return null;
-  }
-  if (count > 0) {
-    options.log(
-      `${symbol}: the app already has ${formatCount(count)} ticks of ${symbol}; ` +
-        `the replay adds to them (the indicators continue from them)`,
+/** A saved state must be of this file and these settings; a state of another URL is only noted. */
+function checkSavedState(
+  state: ReplayState,
+  spec: ReplayFileSpec,
+  parsed: ParsedCsv,
+  file: string,
+  options: { adjusted: boolean; baseUrl: string; log: (line: string) => void },
+): void {
+  if (state.settings.adjusted !== options.adjusted) {
+    throw new InputError(
+      `${file} was saved by a replay ${state.settings.adjusted ? "with" : "without"} --adjusted; ` +
+        `resume with the same options, or start over with --restart`,
     );
   }
-  return count;
+  if (state.rows !== parsed.bars.length || state.symbol !== spec.symbol) {
+    throw new InputError(
+      `${file} does not match ${spec.file} (${state.rows} rows saved); start over with --restart`,
+    );
+  }
+  if (state.url !== options.baseUrl) {
+    options.log(
+      `${spec.symbol}: note: the saved state was sent to ${state.url}, this run sends to ${options.baseUrl}`,
+    );
+    state.url = options.baseUrl;
+  }
 }

@@ -3,6 +3,7 @@ import { fetchReport, fetchTickCount, sleep } from "./api";
 import type { GatewayClient } from "./client";
 import { DAILY_TIME_UTC } from "./csv";
 import { formatCount } from "./progress";
+import type { ReplayJob } from "./run";
 
 /**
  * The end of a replay: wait until the app has analysed every tick sent (results land in Postgres a
@@ -17,6 +18,16 @@ export interface ReportTarget {
   baselineKnown: boolean;
   /** Ticks the app had before the replay; the report covers them too. */
   baselineTicks: number;
+}
+
+/** What to wait for per job: the ticks the app had of the symbol before the replay, plus the rows it accepted. */
+export function reportTargets(jobs: readonly ReplayJob[]): ReportTarget[] {
+  return jobs.map(j => ({
+    symbol: j.symbol,
+    expectedTicks: (j.state.baselineTicks ?? 0) + j.state.accepted,
+    baselineKnown: j.state.baselineTicks !== null,
+    baselineTicks: j.state.baselineTicks ?? 0,
+  }));
 }
 
 export interface ReportRow {

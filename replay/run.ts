@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { PriceTick } from "../domain/messages";
 import { fetchTickCount, sleep } from "./api";
 import { describeOutcome, type GatewayClient, type HttpOutcome } from "./client";
@@ -16,9 +17,10 @@ import { recordResolved, saveState, type RejectedRow, type ReplayState } from ".
  *
  * Every row ends up accepted (200) or rejected (a 400 naming it), and both are recorded with the
  * row's line in the state file before the symbol's next request leaves, so a resume neither skips
- * nor repeats a row. The one hole is a request whose fate is unknown (no answer, a 5xx): the
- * gateway's contract is at least once there, so such rows are resent and listed as possibly
- * doubled, and a resume after an abandoned request first asks the app whether they arrived.
+ * nor repeats a row. A request whose fate is unknown (no answer, a 5xx) is sent again under the
+ * same Idempotency-Key (built from the file and the rows, see `idempotencyKey`), which the gateway
+ * applies once; such resends are still listed, and a resume after an abandoned request first asks
+ * the app whether its rows arrived.
  */
 
 export interface ReplayJob {
@@ -84,6 +86,28 @@ export type Verdict =
   | { kind: "retry"; uncertain: boolean; afterMs: number | null; message: string }
   | { kind: "fatal"; message: string }
   | { kind: "abandoned" };
+
+/**
+ * The Idempotency-Key of a request: the file's content (its SHA-256, as in the state's name), the
+ * setting that shapes the ticks, the symbol and the rows sent. The same rows of the same file always
+ * go under the same key and the same bytes, so sending them again to the same app (a retry, a
+ * resume, a rerun) is applied once; a request of other rows has another key. Under 120 characters
+ * for a file of fewer than a billion rows, all visible ASCII (a ticker is at most 24 letters, digits,
+ * `.` and `-`): within the 1 to 255 the gateway allows.
+ */
+export function idempotencyKey(job: ReplayJob, rows: readonly number[]): string {
+  if (rows.length === 0) throw new RangeError("a request of no rows has no key");
+  const { state, symbol } = job;
+  const first = rows[0];
+  const last = rows[rows.length - 1];
+  // Rows dropped after a 400 leave gaps: the set itself, hashed, tells the request from the full range.
+  const gaps =
+    last - first + 1 === rows.length
+      ? ""
+      : `-${rows.length}-of-${createHash("sha256").update(rows.join(",")).digest("hex").slice(0, 12)}`;
+  const settings = state.settings.adjusted ? "-adjusted" : "";
+  return `replay-${symbol}-${state.fileHash.slice(0, 16)}${settings}-rows-${first}-${last}${gaps}`;
+}
 
 /** Network errors raised before a single byte reached the gateway: retrying them cannot double anything. */
 const NOT_SENT_ERRORS = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "ENETUNREACH"]);
@@ -237,8 +261,10 @@ async function runJob(job: ReplayJob, o: ReplayOptions, ctx: Context): Promise<J
   });
   const halted = (): JobResult => result(o.abandon.aborted ? "abandoned" : "stopped");
   try {
+    // Rows of a request in doubt go again as that same request: same rows, same key.
+    let resendEnd: number | null = null;
     if (state.inDoubt !== null) {
-      await reconcile(job, o, ctx);
+      resendEnd = await reconcile(job, o, ctx);
       if (state.inDoubt !== null) return halted();
     }
     const offsets = scheduleOffsets(
@@ -258,7 +284,9 @@ async function runJob(job: ReplayJob, o: ReplayOptions, ctx: Context): Promise<J
       if (!(await ctx.slots.acquire(ctx.halt))) continue;
       let delivery: Delivery;
       try {
-        const n = pacer.take(state.position, ctx.now(), size);
+        const n =
+          resendEnd === null ? pacer.take(state.position, ctx.now(), size) : resendEnd - state.position;
+        resendEnd = null;
         delivery = await deliver(job, state.position, state.position + n, o, ctx);
       } finally {
         ctx.slots.release();
@@ -339,7 +367,9 @@ async function deliver(
   for (;;) {
     if (uncertain) resentAfterUncertain = true;
     const body = JSON.stringify(pending.map(i => job.ticks[i]));
-    const outcome = await o.client.postJson("ingest", body, o.abandon);
+    const outcome = await o.client.postJson("ingest", body, o.abandon, {
+      "Idempotency-Key": idempotencyKey(job, pending),
+    });
     const verdict = classifyIngestAnswer(outcome, pending.length, o.client.url("ingest").href);
     switch (verdict.kind) {
       case "accepted":
@@ -389,7 +419,9 @@ async function deliver(
         const waitMs = verdict.afterMs ?? ctx.backoffMs(attempt);
         o.log(
           `${symbol} ${lines(pending)}: ${verdict.message}; retry ${attempt} of ${o.retries} in ${(waitMs / 1000).toFixed(1)} s` +
-            (verdict.uncertain ? " (the gateway may have taken them: if so they will be in twice)" : ""),
+            (verdict.uncertain
+              ? " (the gateway may have taken them: they go again under the same Idempotency-Key, applied once)"
+              : ""),
         );
         await sleep(waitMs, ctx.halt);
         if (ctx.halt.aborted) {
@@ -406,24 +438,27 @@ async function deliver(
  * A previous run left a request in doubt. If the app's tick count was known before the replay
  * (the baseline), it tells: baseline + accepted means the rows never arrived, plus the request's
  * rows means they did. Either answer settles it; anything else (another feed of the symbol, the
- * app still catching up past the timeout) leaves only resending, noted as possibly doubled.
+ * app still catching up past the timeout) leaves only resending them, under the request's own key.
+ * Returns the end of the rows to send again as one request, null when the app has them.
  */
-async function reconcile(job: ReplayJob, o: ReplayOptions, ctx: Context): Promise<void> {
+async function reconcile(job: ReplayJob, o: ReplayOptions, ctx: Context): Promise<number | null> {
   const { state, symbol } = job;
   const doubt = state.inDoubt;
-  if (doubt === null) return;
+  if (doubt === null) return null;
   const lines = `lines ${doubt.firstLine}-${doubt.lastLine}`;
   const resend = (why: string) => {
-    o.log(`${symbol} ${lines}: ${why}; sending them again (they may be in twice)`);
+    o.log(
+      `${symbol} ${lines}: ${why}; sending them again under the same Idempotency-Key (applied once if they did arrive)`,
+    );
     state.uncertainRetries.push({ firstLine: doubt.firstLine, lastLine: doubt.lastLine });
     state.inDoubt = null;
     ctx.save(job);
+    return doubt.end;
   };
   if (state.baselineTicks === null) {
-    resend(
+    return resend(
       "a previous run could not tell whether the gateway took them, and the app's count before the replay is unknown",
     );
-    return;
   }
   const without = state.baselineTicks + state.accepted;
   const withThem = without + doubt.rows;
@@ -450,7 +485,7 @@ async function reconcile(job: ReplayJob, o: ReplayOptions, ctx: Context): Promis
       ctx.save(job);
       ctx.progress();
       o.log(`${symbol} ${lines}: the app has them (${count} ticks); not sending them again`);
-      return;
+      return null;
     }
     // Accepted rows can still be on their way to the actor: only a count that stays put means "never arrived".
     if (count === without) {
@@ -459,19 +494,19 @@ async function reconcile(job: ReplayJob, o: ReplayOptions, ctx: Context): Promis
         state.inDoubt = null;
         ctx.save(job);
         o.log(`${symbol} ${lines}: the app does not have them (${count} ticks); sending them again`);
-        return;
+        return doubt.end;
       }
     } else {
       steadySince = null;
     }
     if (ctx.now() > deadline) {
-      resend(
+      return resend(
         count === null
           ? `cannot read the app's tick count of ${symbol}`
           : `the app has ${count} ticks of ${symbol}, expected ${without} (without them) or ${withThem} (with them)`,
       );
-      return;
     }
     await sleep(250, ctx.halt);
   }
+  return null;
 }

@@ -51,7 +51,7 @@ const stateSchema = z.object({
       reason: z.string(),
     })
     .nullable(),
-  /** Requests resent after such a failure: if the gateway had taken the first try, these rows are in twice. */
+  /** Requests resent after such a failure, under the same Idempotency-Key (the gateway applies them once). */
   uncertainRetries: z.array(lineRange),
   completed: z.boolean(),
   startedAt: z.string(),

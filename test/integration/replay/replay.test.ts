@@ -166,36 +166,36 @@ describe("npm run replay (embedded app, real processes)", () => {
     scratch.push(dir);
     return dir;
   };
-  const tickCount = async (symbol: string) => {
-    const r = await getJson<{ tick_count: number }>(`${base}/api/aggregates/${symbol}`);
+  const tickCount = async (symbol: string, at = base) => {
+    const r = await getJson<{ tick_count: number }>(`${at}/api/aggregates/${symbol}`);
     return r.status === 200 ? r.body.tick_count : 0;
   };
   /** Every tick of `symbol` in the app, oldest first. */
-  const history = async (symbol: string) =>
+  const history = async (symbol: string, at: string) =>
     (
       await getJson<{ ticks: { seq: number; timestamp: string; closing_price: number }[] }>(
-        `${base}/api/symbols/${symbol}/history?limit=10000`,
+        `${at}/api/symbols/${symbol}/history?limit=10000`,
       )
     ).body.ticks;
-  const expectEveryRowOnceInOrder = async (symbol: string) => {
+  const expectEveryRowOnceInOrder = async (symbol: string, at = base) => {
     await waitFor(
       `${symbol} to have ${days.length} ticks analysed`,
-      async () => (await tickCount(symbol)) >= days.length,
+      async () => (await tickCount(symbol, at)) >= days.length,
       60000,
       250,
     );
-    expect(await tickCount(symbol)).toBe(days.length);
-    const ticks = await history(symbol);
+    expect(await tickCount(symbol, at)).toBe(days.length);
+    const ticks = await history(symbol, at);
     expect(ticks.map(t => t.seq)).toEqual(days.map((_, i) => i + 1));
     expect(ticks.map(t => Date.parse(t.timestamp) / 1000)).toEqual(days.map(d => d.timestamp));
     expect(ticks.map(t => t.closing_price)).toEqual(days.map(d => d.close));
   };
 
-  beforeAll(async () => {
-    sampleState = stateDir();
+  /** An app of its own, embedded and in memory: it starts with no data at all. */
+  const startApp = async (name: string): Promise<{ app: AppProcess; base: string }> => {
     const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    app = new AppProcess("replay-app", {
+    const at = `http://127.0.0.1:${port}`;
+    const started = new AppProcess(name, {
       PORT: String(port),
       METRICS_PORT: "0",
       DATA_DIR: "memory",
@@ -204,10 +204,16 @@ describe("npm run replay (embedded app, real processes)", () => {
     }).start();
     await waitFor(
       "/readyz to answer 200",
-      async () => (await fetch(`${base}/readyz`)).status === 200,
+      async () => (await fetch(`${at}/readyz`)).status === 200,
       90000,
       250,
     );
+    return { app: started, base: at };
+  };
+
+  beforeAll(async () => {
+    sampleState = stateDir();
+    ({ app, base } = await startApp("replay-app"));
   }, 120000);
 
   afterAll(async () => {
@@ -294,6 +300,41 @@ describe("npm run replay (embedded app, real processes)", () => {
     expect(row).toContain(pct(expected.buyAndHoldPct));
     expect(run.code).toBe(0);
   }, 120000);
+
+  it("with --restart, finds the app holding every row of the file already and sends none again", async () => {
+    const run = await startReplay(["--sample", "--url", base, "--state-dir", sampleState, "--restart"]).done;
+    expect(run.stderr).toContain(
+      "SPX: the app already holds lines 2-5106 of this file (5,105 ticks, from an earlier replay): nothing to send",
+    );
+    expect(run.stdout.split("\n").find(l => l.startsWith("SPX "))).toContain("5,105");
+    expect(run.code).toBe(0);
+    expect(await tickCount("SPX")).toBe(days.length);
+  }, 120000);
+
+  it("a replay into a fresh app after a replay into another stores every row, and its report is complete", async () => {
+    const fresh = await startApp("replay-app-2");
+    try {
+      // The same state as the replay into the first app, which says every row was sent.
+      const run = await startReplay(["--sample", "--url", fresh.base, "--state-dir", sampleState]).done;
+      expect(run.stderr).toMatch(
+        /SPX: the app holds no tick of SPX, fewer than the 5,105 the state .*SPX-[0-9a-f]{16}\.json says it was sent .*: sending lines 2-5106 again/,
+      );
+      expect(run.stderr).not.toMatch(/already replayed completely/);
+      expect(run.stderr).toMatch(
+        /SPX: done: 5,105 of 5,105 rows resolved, 5,105 accepted \(5,105 by this run\)/,
+      );
+      await expectEveryRowOnceInOrder("SPX", fresh.base);
+      const row = run.stdout.split("\n").find(l => l.startsWith("SPX "));
+      expect(row).toContain("5,105");
+      expect(row).toContain(`${days[0].date}  ${days[days.length - 1].date}`);
+      expect(run.stdout).not.toMatch(/the figures are partial/);
+      expect(run.code).toBe(0);
+      // The first app was left as it was.
+      expect(await tickCount("SPX")).toBe(days.length);
+    } finally {
+      await fresh.app.kill("SIGKILL");
+    }
+  }, 180000);
 
   it("resumes after Ctrl-C where it stopped, and no row reaches the app twice", async () => {
     const dir = stateDir();

@@ -459,7 +459,8 @@ describe("compose reader", () => {
     expect(ctx.configVariables).toEqual(CONFIG_VARIABLES);
     expect(
       configVariablesFromSource(
-        'const envSchema = z.object({ A_B: int(0, 9).default(1), C: z.enum(["D"]) })',
+        'const DECLARED = { a: variable("A_B", int(0, 9).default(1)), /* the socket\'s */ g: {\n' +
+          '  // variable("X", y): not "this" one\n  c: variable("C", z.enum(["D"]).describe("a } \\" }")) },\n}; variable("E", x)',
       ),
     ).toEqual(["A_B", "C"]);
   });

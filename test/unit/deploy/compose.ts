@@ -1106,30 +1106,31 @@ export function composeProblems(p: Project): string[] {
 // ---------------------------------------------------------------------------------------------
 // lib/config.ts, read as source
 
-/** The keys of the object schema `envSchema` in lib/config.ts: the variables the app reads. */
+/** The names of the `variable("NAME", ...)` entries of `DECLARED` in lib/config.ts: the variables the app reads. */
 export function configVariablesFromSource(source: string): string[] {
-  const start = source.search(/\benvSchema\s*=\s*z\s*\.object\(\s*\{/);
-  if (start < 0) throw new Error("lib/config.ts: no `envSchema = z.object({` found");
-  const open = source.indexOf("{", start);
+  const start = source.search(/\bDECLARED\s*=\s*\{/);
+  if (start < 0) throw new Error("lib/config.ts: no `DECLARED = {` found");
   const names: string[] = [];
   let depth = 0;
-  let quote: string | null = null;
-  for (let i = open; i < source.length; i++) {
+  for (let i = source.indexOf("{", start); i < source.length; i++) {
     const c = source[i];
-    if (quote) {
-      if (c === "\\") i++;
-      else if (c === quote) quote = null;
-      continue;
-    }
-    if (c === '"' || c === "'" || c === "`") quote = c;
+    const entry = /^variable\(\s*"([A-Z][A-Z0-9_]*)"/.exec(source.slice(i, i + 80));
+    if (entry && !/\w/.test(source[i - 1])) names.push(entry[1]);
+    if (source.startsWith("//", i)) i = source.indexOf("\n", i);
+    else if (source.startsWith("/*", i)) i = source.indexOf("*/", i) + 1;
+    else if (c === '"' || c === "'" || c === "`") i = closingQuote(source, i);
     else if (c === "{" || c === "(" || c === "[") depth++;
-    else if (c === "}" || c === ")" || c === "]") {
-      if (--depth === 0) return names;
-    } else if (depth === 1 && /[A-Z]/.test(c) && /[\s,{]/.test(source[i - 1])) {
-      const m = /^([A-Z][A-Z0-9_]*)\s*:/.exec(source.slice(i));
-      if (m) names.push(m[1]);
-      if (m) i += m[1].length - 1;
-    }
+    else if ((c === "}" || c === ")" || c === "]") && --depth === 0) return names;
+    if (i < 0) break;
   }
-  throw new Error("lib/config.ts: envSchema's object does not close");
+  throw new Error("lib/config.ts: the object DECLARED does not close");
+}
+
+/** Index of the quote that closes the string opened at `open`, or -1. */
+function closingQuote(source: string, open: number): number {
+  for (let i = open + 1; i < source.length; i++) {
+    if (source[i] === "\\") i++;
+    else if (source[i] === source[open]) return i;
+  }
+  return -1;
 }

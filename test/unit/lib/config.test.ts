@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
+import fs from "node:fs";
 import path from "node:path";
-import { ALL_SERVICES, loadConfig } from "../../../lib/config";
+import { ALL_SERVICES, CONFIG_VARIABLES, loadConfig } from "../../../lib/config";
 import { ConfigError } from "../../../domain/errors";
 
 describe("loadConfig", () => {
@@ -135,6 +136,14 @@ describe("loadConfig", () => {
         tokenIgnored: true,
       });
     });
+  });
+
+  it("is documented by the README's configuration table: every variable it reads, and no other", () => {
+    const readme = fs.readFileSync(path.resolve(__dirname, "../../../README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("\n## Configuration\n"), readme.indexOf("\n## Dashboard\n"));
+    const documented = [...section.matchAll(/^\| `([A-Z][A-Z0-9_]*)` /gm)].map(m => m[1]);
+    expect([...documented].sort()).toEqual([...CONFIG_VARIABLES].sort());
+    expect(CONFIG_VARIABLES).toContain("IDEMPOTENCY_TTL_HOURS");
   });
 
   it("treats empty variables as unset", () => {

@@ -1,6 +1,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import type { GatewayClient } from "../../../replay/client";
+import type { ReplayOptions } from "../../../replay/run";
 
 export interface BarSpec {
   date: string;
@@ -46,3 +48,24 @@ export function tempDir(prefix = "replay-test-"): { dir: string; cleanup(): void
 
 /** 21:00 UTC of a `YYYY-MM-DD` date, in epoch seconds: when the replay sends a daily bar. */
 export const barTime = (date: string) => Date.parse(`${date}T21:00:00Z`) / 1000;
+
+/** The engine's options for a test: full speed, 1 ms between retries, nothing aborted. */
+export function engineOptions(
+  client: GatewayClient,
+  log: (line: string) => void,
+  overrides: Partial<ReplayOptions> = {},
+): ReplayOptions {
+  return {
+    client,
+    pacing: { kind: "max" },
+    batchSize: 1000,
+    concurrency: 4,
+    retries: 3,
+    stop: new AbortController().signal,
+    abandon: new AbortController().signal,
+    log,
+    backoffMs: () => 1,
+    reconcileTimeoutMs: 10_000,
+    ...overrides,
+  };
+}

@@ -51,17 +51,25 @@ describe("prepareJob", () => {
     expect(logs).toEqual([expect.stringMatching(/already has 42 ticks of AAPL/)]);
   });
 
-  it("resumes a saved state, and starts over with --restart", async () => {
+  it("resumes a saved state the app agrees with, and with --restart starts from what the app holds", async () => {
     const first = await prepare();
     recordResolved(first.job.state, { count: 5, rejected: [], lastLine: 6 });
     saveState(first.job.statePath, first.job.state);
+    fake.accepted.set("AAPL", first.job.ticks.slice(0, 5));
 
     const again = await prepare();
-    expect(again.resumed).toBe(true);
+    expect(again).toMatchObject({ resumed: true, target: { kind: "agrees" } });
     expect(again.job.state.position).toBe(5);
 
+    const restarted = await prepare({ restart: true });
+    expect(restarted.resumed).toBe(false);
+    expect(restarted.job.state).toMatchObject({ position: 5, accepted: 5, baselineTicks: 0 });
+    expect(logs).toContainEqual(
+      "AAPL: the app already holds lines 2-6 of this file (5 ticks, from an earlier replay): sending lines 7-21",
+    );
+
+    fake.accepted.clear();
     const fresh = await prepare({ restart: true });
-    expect(fresh.resumed).toBe(false);
     expect(fresh.job.state.position).toBe(0);
     expect(loadState(fresh.job.statePath)!.position).toBe(0);
   });

@@ -1,10 +1,10 @@
 import fs from "node:fs";
 import path from "node:path";
 import { GatewayClient } from "../../../replay/client";
-import type { Pacing } from "../../../replay/pacing";
 import { prepareJob } from "../../../replay/prepare";
 import {
   classifyIngestAnswer,
+  idempotencyKey,
   rejectedRows,
   runReplay,
   type ReplayJob,
@@ -12,7 +12,7 @@ import {
 } from "../../../replay/run";
 import { loadState } from "../../../replay/state";
 import { startFakeGateway, type FakeGateway } from "./fake-gateway";
-import { barTime, dailyBars, tempDir, yahooCsv, type BarSpec } from "./helpers";
+import { barTime, dailyBars, engineOptions, tempDir, yahooCsv, type BarSpec } from "./helpers";
 
 describe("the replay engine against a gateway", () => {
   let fake: FakeGateway;
@@ -50,22 +50,10 @@ describe("the replay engine against a gateway", () => {
     return prepared.job;
   }
 
-  function options(overrides: Partial<ReplayOptions> = {}): ReplayOptions {
-    return {
-      client,
-      pacing: { kind: "max" } as Pacing,
-      batchSize: 1000,
-      concurrency: 4,
-      retries: 3,
-      stop: new AbortController().signal,
-      abandon: new AbortController().signal,
-      log: line => logs.push(line),
-      backoffMs: () => 1,
-      reconcileTimeoutMs: 10_000,
-      ...overrides,
-    };
-  }
+  const options = (overrides: Partial<ReplayOptions> = {}): ReplayOptions =>
+    engineOptions(client, line => logs.push(line), overrides);
 
+  const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
   const sentTimes = (symbol: string) => (fake.accepted.get(symbol) ?? []).map(t => t.timestamp);
   const allTimes = (bars: readonly BarSpec[]) => bars.map(b => barTime(b.date));
 
@@ -119,9 +107,9 @@ describe("the replay engine against a gateway", () => {
     expect(sentTimes("MANY")).toEqual(allTimes(bars.filter((_, i) => !(i % 2 === 0 && i < 300))));
   });
 
-  it("retries 429 and 5xx answers, and notes rows resent after an answer that left it open", async () => {
+  it("retries 429 and 5xx answers under the same Idempotency-Key, and notes rows resent after an answer that left it open", async () => {
     const bars = dailyBars(30);
-    // The first request reaches the log but its 503 says otherwise: the resend doubles it.
+    // The first request reaches the log but its 503 says otherwise: the resend, under the same key, is applied once.
     fake.answer = n =>
       n === 0
         ? {
@@ -140,13 +128,21 @@ describe("the replay engine against a gateway", () => {
     const [result] = await runReplay([j], options({ batchSize: 10 }));
 
     expect(result.status).toBe("completed");
-    expect(sentTimes("RETRY")).toEqual([...allTimes(bars.slice(0, 10)), ...allTimes(bars)]);
+    expect(sentTimes("RETRY")).toEqual(allTimes(bars));
+    expect(fake.calls.slice(0, 3).map(c => c.key)).toEqual(
+      new Array(3).fill(idempotencyKey(j, range(0, 10))),
+    );
+    expect(fake.calls[3].key).toBe(idempotencyKey(j, range(10, 20)));
     expect(j.state.uncertainRetries).toEqual([{ firstLine: 2, lastLine: 11 }]);
     expect(logs.some(l => /HTTP 503 LOG_UNAVAILABLE.*retry 1 of 3.*may have taken them/.test(l))).toBe(true);
   });
 
   it("does not count a refused connection as possibly delivered", () => {
-    const verdict = classifyIngestAnswer({ error: "ECONNREFUSED", aborted: false }, 10, "http://x/ingest");
+    const verdict = classifyIngestAnswer(
+      { error: "ECONNREFUSED", code: "ECONNREFUSED", aborted: false },
+      10,
+      "http://x/ingest",
+    );
     expect(verdict).toEqual({ kind: "retry", uncertain: false, afterMs: null, message: "ECONNREFUSED" });
     const notReady = classifyIngestAnswer(
       { status: 503, body: '{"error":"starting","type":"NOT_READY"}', retryAfterSeconds: null },
@@ -246,6 +242,47 @@ describe("the replay engine against a gateway", () => {
       expect(second[0].job.state.uncertainRetries).toEqual([]);
     },
   );
+
+  it("resends a request left in doubt as that same request, under its key, so the app takes it once", async () => {
+    const bars = dailyBars(50);
+    const abandon = new AbortController();
+    fake.answer = n => {
+      if (n < 2) return "validate";
+      setTimeout(() => abandon.abort(), 20);
+      return { hang: true, produce: true };
+    };
+    const first = await runReplay(
+      [await job("KEYED", bars)],
+      options({ batchSize: 10, abandon: abandon.signal }),
+    );
+    expect(first[0].status).toBe("abandoned");
+    const doubtKey = fake.calls[2].key;
+
+    // Without the app's count before the replay, the resume cannot tell: it sends the rows again.
+    const again = await job("KEYED", bars);
+    again.state.baselineTicks = null;
+    fake.answer = () => "validate";
+    const second = await runReplay([again], options({ pacing: { kind: "rate", rowsPerSecond: 1000 } }));
+    expect(second[0].status).toBe("completed");
+    expect(fake.calls[3]).toMatchObject({ key: doubtKey, timestamps: allTimes(bars.slice(20, 30)) });
+    expect(sentTimes("KEYED")).toEqual(allTimes(bars));
+    expect(logs).toContainEqual(
+      expect.stringMatching(/KEYED lines 22-31: .*sending them again under the same Idempotency-Key/),
+    );
+  });
+
+  it("keys a request by the file, its setting, the symbol and the rows: at most 255 visible ASCII characters", async () => {
+    const j = await job("BRK.B", dailyBars(20));
+    const hash = j.state.fileHash.slice(0, 16);
+    expect(idempotencyKey(j, range(0, 10))).toBe(`replay-BRK.B-${hash}-rows-0-9`);
+    const gapped = idempotencyKey(j, [0, 1, 3, 4]);
+    expect(gapped).toMatch(new RegExp(`^replay-BRK\\.B-${hash}-rows-0-4-4-of-[0-9a-f]{12}$`));
+    expect(gapped).not.toBe(idempotencyKey(j, [0, 2, 3, 4]));
+    j.state.settings.adjusted = true;
+    expect(idempotencyKey(j, range(0, 10))).toBe(`replay-BRK.B-${hash}-adjusted-rows-0-9`);
+    const longest = idempotencyKey({ ...j, symbol: "ABCDEFGHIJ.KLMNO-PQRST" }, [0, 999_999_998, 999_999_999]);
+    expect(longest).toMatch(/^[\x21-\x7e]{1,255}$/);
+  });
 
   it("keeps to --rate: 40 rows at 200 rows/s take at least 195 ms", async () => {
     const j = await job("PACED", dailyBars(40));
