@@ -1,7 +1,7 @@
 import { Resources } from "../adapters/resources";
 import { TICKER_PATTERN } from "../domain/messages";
 import { loadConfigOrExit } from "../lib/config";
-import { ResultsStore } from "../runtime/results-store";
+import { IndicatorRewrites } from "../runtime/store/reindex";
 import { reprocess } from "../runtime/reprocess";
 
 const HELP = `npm run reprocess [-- --symbol SYM ...]
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   );
   const started = Date.now();
   let lastLine = 0;
-  const summary = await reprocess(new ResultsStore(sql), s, {
+  const summary = await reprocess(new IndicatorRewrites(sql), s, {
     ...args,
     progress: (symbol, done, total) => {
       if (done === total || Date.now() - lastLine > 2000) {

@@ -196,14 +196,19 @@ export function minuteOf(timestamp: number): number {
 }
 
 /**
- * Buckets a batch of ticks by symbol and minute. The output is ordered by symbol (code-unit order, not the
- * locale's) and then minute, so equal input gives equal output on every node. Price sums accumulate in input
- * order.
+ * Buckets a batch of ticks by symbol and minute: the one implementation, which the results store writes
+ * `minute_buckets` with. The output is ordered by symbol (code-unit order, not the locale's) and then minute,
+ * so equal input gives equal output on every node. Price sums accumulate in input order. `minuteOfTick` says
+ * which minute a tick's time falls in: the store passes the minute of the time as Postgres stores it (to the
+ * microsecond), which differs from `minuteOf` only within half a microsecond of a minute's start.
  */
-export function bucketTicks(ticks: readonly BucketTick[]): MinuteBucket[] {
+export function bucketTicks(
+  ticks: readonly BucketTick[],
+  minuteOfTick: (timestamp: number) => number = minuteOf,
+): MinuteBucket[] {
   const byKey = new Map<string, MinuteBucket>();
   for (const t of ticks) {
-    const minute = minuteOf(t.timestamp);
+    const minute = minuteOfTick(t.timestamp);
     const key = `${t.symbol}\u0000${minute}`;
     const bucket = byKey.get(key);
     if (bucket === undefined) {

@@ -1,6 +1,6 @@
 import { recomputeIndicators } from "../domain/recompute";
 import type { IndicatorSettings } from "../domain/symbol-actor";
-import type { ResultsStore } from "./results-store";
+import type { IndicatorRewrites } from "./store/reindex";
 
 export interface ReprocessSummary {
   symbols: number;
@@ -16,7 +16,7 @@ export interface ReprocessSummary {
  * that symbol waits for.
  */
 export async function reprocess(
-  store: ResultsStore,
+  store: IndicatorRewrites,
   settings: IndicatorSettings,
   options: { symbols?: string[]; progress?: (symbol: string, done: number, total: number) => void } = {},
 ): Promise<ReprocessSummary> {

@@ -6,7 +6,7 @@
 import type { Resources } from "../adapters/resources";
 import type { Signal, TickResult } from "../domain/symbol-actor";
 import type { Config } from "../lib/config";
-import type { PartitionStall } from "../runtime/actor-host";
+import type { PartitionStall } from "../runtime/host/actor-host";
 
 /** What the composition root hands every service factory. */
 export interface ServiceDeps {

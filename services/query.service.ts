@@ -15,7 +15,7 @@ import { isRetriable } from "../domain/errors";
 import { DependencyHealth } from "../lib/health";
 import { describeOutage, Outage, untilAvailable, WaitAborted, type OutageState } from "../lib/waiting";
 import { resourcesMixin } from "../mixins/resources.mixin";
-import { ResultsStore } from "../runtime/results-store";
+import { ResultsQueries } from "../runtime/store/results-queries";
 import type { ServiceDeps } from "./contracts";
 
 /** Epoch seconds of the minute boundaries a range covers: whole minutes, from floored, to rounded up. */
@@ -50,7 +50,7 @@ export const postgresUnavailable = (down: Pick<OutageState, "since" | "error">) 
  */
 export default function createQueryService(deps: ServiceDeps): ServiceSchema {
   const { config, resources } = deps;
-  let results: ResultsStore | null = null;
+  let results: ResultsQueries | null = null;
   let health: DependencyHealth | null = null;
   let startState = "starting";
   /** The start-up's wait for Postgres, while it lasts. */
@@ -71,7 +71,7 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
     return results;
   };
   /** One read: 503 at once while Postgres is known to be away; a read failing with an outage says so. */
-  async function read<T>(fn: (store: ResultsStore) => Promise<T>): Promise<T> {
+  async function read<T>(fn: (store: ResultsQueries) => Promise<T>): Promise<T> {
     const s = store();
     try {
       return await fn(s);
@@ -170,7 +170,7 @@ export default function createQueryService(deps: ServiceDeps): ServiceSchema {
       }).then(
         sql => {
           startOutage = null;
-          results = new ResultsStore(sql);
+          results = new ResultsQueries(sql);
           // PGlite runs in the process: never unreachable, and a probe would only queue behind
           // the actors' transactions on its one connection.
           if (sql.kind === "postgres") {

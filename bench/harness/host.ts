@@ -1,6 +1,6 @@
 import type { LogBatch, LogMessage } from "../../adapters/log/types";
 import type { Logger } from "../../lib/logger";
-import { ActorHost, type ActorHostOptions, type HostObserver } from "../../runtime/actor-host";
+import { ActorHost, type ActorHostOptions, type HostObserver } from "../../runtime/host/actor-host";
 import { SETTINGS } from "./ticks";
 
 /** An ActorHost's partition loops run in this process, handed batches directly: no Kafka, nothing to commit. */

@@ -5,8 +5,8 @@ import { migrate } from "../../../adapters/sql/migrate";
 import type { PostgresClient } from "../../../adapters/sql/postgres-client";
 import { messageKey } from "../../../domain/messages";
 import { UnavailableError } from "../../../domain/errors";
-import { ActorHost } from "../../../runtime/actor-host";
-import { ResultsStore } from "../../../runtime/results-store";
+import { ActorHost } from "../../../runtime/host/actor-host";
+import { ResultsStore } from "../../../runtime/store/results-store";
 import { freshDatabase, STACK, uniqueName } from "../../support/stack";
 import {
   deleteSnapshots,

@@ -5,7 +5,8 @@ import type { PostgresClient } from "../../../adapters/sql/postgres-client";
 import { MAX_VOLUME, type PriceTick } from "../../../domain/messages";
 import { SymbolActor } from "../../../domain/symbol-actor";
 import { applyChunk, parseLogMessage } from "../../../runtime/apply-chunk";
-import { ResultsStore } from "../../../runtime/results-store";
+import { ResultsQueries } from "../../../runtime/store/results-queries";
+import { ResultsStore } from "../../../runtime/store/results-store";
 import { freshDatabase } from "../../support/stack";
 import { extremeStream, VOL } from "../../unit/runtime/support/extreme-stream";
 import { committed, runHostToTheEnd, totalVolumeReads } from "../../unit/runtime/support/host-phase";
@@ -55,7 +56,7 @@ describe("volume totals on Postgres", () => {
          tick_count, sum_open, sum_close)
        VALUES ('XOM', now(), 1, 1, 1, 1, 1, 1, 9223372036854775807, 1, 1, 1)`,
     );
-    expect(await migrate(db)).toEqual([4]);
+    expect(await migrate(db, readMigrations().filter(m => m.version <= 4))).toEqual([4]);
     expect(
       await text(
         db,
@@ -97,7 +98,7 @@ describe("volume totals on Postgres", () => {
     expect(await text(db, "SELECT sum(volume)::text AS v FROM minute_buckets")).toEqual([exact.toString()]);
     const { rows: records } = await db.query<{ state: string }>("SELECT state FROM actor_state");
     expect(records.map(r => JSON.parse(r.state))).toEqual([JSON.parse(JSON.stringify(want.snapshot()))]);
-    expect(await totalVolumeReads(new ResultsStore(db), VOL)).toEqual({
+    expect(await totalVolumeReads(new ResultsQueries(db), VOL)).toEqual({
       latestPerSymbol: Number(exact),
       aggregates: Number(exact),
       aggregatesOverMinutes: Number(exact),
@@ -146,6 +147,6 @@ describe("volume totals on Postgres", () => {
     expect(await text(db, "SELECT total_volume::text AS v FROM aggregated_metrics")).toEqual([
       total.toString(),
     ]);
-    expect((await store.aggregates(VOL))?.total_volume).toBe(Number(total));
+    expect((await new ResultsQueries(db).aggregates(VOL))?.total_volume).toBe(Number(total));
   });
 });

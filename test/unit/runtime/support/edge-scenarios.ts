@@ -9,13 +9,13 @@ import { MemorySnapshotStore } from "../../../../adapters/snapshots/memory-snaps
 import { migrate } from "../../../../adapters/sql/migrate";
 import { PgliteClient } from "../../../../adapters/sql/pglite-client";
 import type { PriceTick } from "../../../../domain/messages";
-import { ActorHost, type ActorHostOptions } from "../../../../runtime/actor-host";
+import { ActorHost, type ActorHostOptions } from "../../../../runtime/host/actor-host";
 import {
   IDEMPOTENCY_INDEX_HEADER,
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENCY_USE_HEADER,
 } from "../../../../runtime/apply-chunk";
-import { ResultsStore } from "../../../../runtime/results-store";
+import { ResultsStore } from "../../../../runtime/store/results-store";
 
 export const EDGE_SETTINGS = { smaPeriod: 3, emaPeriod: 3, rsiPeriod: 3, rsiOversold: 30, rsiOverbought: 70 };
 const T0 = 1_764_000_000_000;

@@ -7,7 +7,7 @@
 import { EmbeddedLog } from "../../../../adapters/log/embedded-log";
 import { migrate } from "../../../../adapters/sql/migrate";
 import { PgliteClient } from "../../../../adapters/sql/pglite-client";
-import { ResultsStore } from "../../../../runtime/results-store";
+import { ResultsQueries } from "../../../../runtime/store/results-queries";
 import { extremeStream, type ExtremeResult, type ExtremeScenario } from "./extreme-stream";
 import { committed, runHostToTheEnd, totalVolumeReads } from "./host-phase";
 import { PARTITIONS } from "./host-stream";
@@ -57,7 +57,7 @@ async function run(name: ExtremeScenario): Promise<ExtremeResult> {
     ...(await contents(sql)),
     lag,
     restores,
-    reads: await totalVolumeReads(new ResultsStore(sql), first),
+    reads: await totalVolumeReads(new ResultsQueries(sql), first),
   };
   await log.close();
   await sql.close();

@@ -2,8 +2,9 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { EmbeddedLog } from "../../../../adapters/log/embedded-log";
 import { MemorySnapshotStore } from "../../../../adapters/snapshots/memory-snapshots";
 import type { SqlClient } from "../../../../adapters/sql/types";
-import { ActorHost } from "../../../../runtime/actor-host";
-import { ResultsStore } from "../../../../runtime/results-store";
+import { ActorHost } from "../../../../runtime/host/actor-host";
+import { ResultsQueries } from "../../../../runtime/store/results-queries";
+import { ResultsStore } from "../../../../runtime/store/results-store";
 import { GROUP, PARTITIONS, SETTINGS } from "./host-stream";
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
@@ -69,7 +70,7 @@ export async function committed(
 
 /** total_volume as the query service hands it to the REST API, from each of its reads. */
 export async function totalVolumeReads(
-  store: ResultsStore,
+  store: ResultsQueries,
   symbol: string,
 ): Promise<Record<string, unknown>> {
   const latest = (await store.latestPerSymbol()).find(r => r.symbol === symbol);

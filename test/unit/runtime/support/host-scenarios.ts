@@ -14,8 +14,8 @@ import { migrate } from "../../../../adapters/sql/migrate";
 import { PgliteClient } from "../../../../adapters/sql/pglite-client";
 
 import { partitionForKey } from "../../../../lib/partitioner";
-import { ActorHost } from "../../../../runtime/actor-host";
-import { ResultsStore } from "../../../../runtime/results-store";
+import { ActorHost } from "../../../../runtime/host/actor-host";
+import { ResultsStore } from "../../../../runtime/store/results-store";
 import {
   GROUP,
   PARTITIONS,
