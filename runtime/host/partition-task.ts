@@ -14,7 +14,6 @@ import {
   UnappliableMessageError,
   type IdempotencyMark,
   type ParsedMessage,
-  type Refusal,
 } from "../apply-chunk";
 import { emptyOutputs, type DeadLetterRow } from "../batch-outputs";
 import type { ActorRecord } from "../store/results-store";
@@ -28,13 +27,10 @@ import {
   type PartitionStall,
 } from "./dependency-retry";
 import { assert, type ActorHostOptions, type ActorSlot } from "./options";
+import { PartitionMarks } from "./partition-marks";
+import { Refusals } from "./refusals";
 import type { PartitionClaimer } from "./partition-claim";
 import { Unrecorded, type RecordPolicy } from "./record-policy";
-
-/** How often a chunk meets a data error from Postgres before it is taken apart, or its one message dead-lettered. */
-const DATA_ERROR_TRIES = 3;
-/** How often a partition's old idempotency marks are deleted from Postgres, in its log time (ms). */
-const PRUNE_EVERY_MS = 600000;
 
 /**
  * A partition's phase in this node's current assignment, and its only moves:
@@ -81,19 +77,10 @@ export class PartitionTask {
   private written = -1;
   readonly actors = new Map<string, ActorSlot>();
   private readonly unrecorded = new Unrecorded();
-  /** Idempotency keys the partition has applied messages of (see apply-chunk.ts), as of its stored chunks. */
-  private readonly marks = new Map<string, IdempotencyMark>();
-  /** Messages dead-lettered unapplied, by offset: skipped again wherever the log hands them again. */
-  private readonly refused = new Map<number, Refusal>();
-  /** Data errors per chunk (by its first offset): a chunk that keeps meeting one is taken apart. */
-  private readonly dataErrors = new Map<number, number>();
-  /** Chunks up to this offset are of one message each, to find the one Postgres refuses. */
-  private isolateUntil = -1;
+  private readonly marks = new PartitionMarks();
+  private readonly refusals: Refusals;
   /** The symbols of the chunk between its apply and its stored results: their live actors are ahead of what is stored. */
   private applying: ReadonlySet<string> | null = null;
-  /** The latest time the log gave a message of this partition (ms): the clock its marks expire by. */
-  private logTime = 0;
-  private prunedAt = 0;
   /** The log's end as the last batch saw it, for the lag reported with a commit. */
   private highWatermark = 0;
   private readonly watch: StallWatch;
@@ -105,6 +92,7 @@ export class PartitionTask {
     private readonly host: HostContext,
   ) {
     this.watch = new StallWatch(partition, host.options.logger, host.options.observer);
+    this.refusals = new Refusals(partition, host.options.logger);
   }
 
   get current(): Phase {
@@ -174,7 +162,7 @@ export class PartitionTask {
       try {
         if (this.phase === "unclaimed" && !(await this.claim(batch))) return 0;
         while (done < batch.messages.length) {
-          const size = batch.messages[done].offset <= this.isolateUntil ? 1 : this.host.chunkSize;
+          const size = this.refusals.chunkSizeAt(batch.messages[done].offset, this.host.chunkSize);
           const chunk = batch.messages.slice(done, done + size);
           if (!(await this.tryChunk(batch, chunk))) continue;
           done += chunk.length;
@@ -212,10 +200,8 @@ export class PartitionTask {
       this.fence(claimed.stale);
       return false;
     }
-    this.marks.clear();
-    for (const { key, ...mark } of claimed.marks) this.marks.set(key, mark);
-    this.refused.clear();
-    for (const [offset, refusal] of claimed.refused) this.refused.set(offset, refusal);
+    this.marks.load(claimed.marks);
+    this.refusals.load(claimed.refused);
     this.written = claimed.writtenOffset;
     this.unrecorded.recordedAt = this.host.policy.firstRecordedAt(Date.now());
     this.claimedEpoch = claimed.epoch;
@@ -233,48 +219,21 @@ export class PartitionTask {
   private async tryChunk(batch: LogBatch, chunk: LogMessage[]): Promise<boolean> {
     try {
       await this.processChunk(batch, chunk);
-      this.dataErrors.delete(chunk[0].offset);
+      this.refusals.stored(chunk[0].offset);
       return true;
     } catch (err) {
       if (err instanceof UnappliableMessageError) {
         this.rewind();
-        this.refuse(err.offset, { kind: "unappliable", reason: err.message });
+        this.refusals.refuse(err.offset, { kind: "unappliable", reason: err.message });
         return false;
       }
       // Refused already, and its dead letter alone still fails: nothing is left to take apart.
-      if (!isDataError(err) || (chunk.length === 1 && this.refused.has(chunk[0].offset))) throw err;
+      if (!isDataError(err) || this.refusals.exhausted(chunk)) throw err;
       this.rewind();
-      this.onDataError(chunk, err as Error);
+      this.refusals.onDataError(chunk, err as Error);
       await sleep(Math.min(100, this.host.options.retryMaxBackoffMs));
       return false;
     }
-  }
-
-  /**
-   * Postgres refused a chunk's results with a data error. A chunk of several messages that keeps
-   * meeting it is taken apart into chunks of one message; a single message that keeps meeting it
-   * is dead-lettered with the error, so that the rest of the partition flows.
-   */
-  private onDataError(chunk: LogMessage[], err: Error): void {
-    const first = chunk[0].offset;
-    const last = chunk[chunk.length - 1].offset;
-    const tries = (this.dataErrors.get(first) ?? 0) + 1;
-    this.dataErrors.set(first, tries);
-    this.host.options.logger.warn(
-      `partition ${this.partition}: Postgres refused the results of offsets ${first}..${last} ` +
-        `(try ${tries} of ${DATA_ERROR_TRIES}): ${err.message}`,
-    );
-    if (tries < DATA_ERROR_TRIES) return;
-    this.dataErrors.delete(first);
-    if (chunk.length > 1) this.isolateUntil = Math.max(this.isolateUntil, last);
-    else this.refuse(first, { kind: "refused", reason: `Postgres refused its results: ${err.message}` });
-  }
-
-  private refuse(offset: number, refusal: Refusal): void {
-    this.refused.set(offset, refusal);
-    this.host.options.logger.warn(
-      `partition ${this.partition}: offset ${offset} goes to dead_letters: ${refusal.reason}`,
-    );
   }
 
   private async processChunk(batch: LogBatch, chunk: LogMessage[]): Promise<void> {
@@ -288,8 +247,8 @@ export class PartitionTask {
       chunk,
       parsed,
       symbol => this.liveActor(symbol, now),
-      this.marks,
-      this.refused,
+      this.marks.current,
+      this.refusals.refused,
     );
     if (outcome.duplicates > 0) observer?.duplicates?.(this.partition, outcome.duplicates);
     observer?.applied?.(outcome.outputs.ticks.length, Number(process.hrtime.bigint() - applyStarted) / 1e9);
@@ -337,8 +296,7 @@ export class PartitionTask {
   private stored(chunk: LogMessage[], marks: Map<string, IdempotencyMark>, highWatermark: number): void {
     this.written = Math.max(this.written, chunk[chunk.length - 1].offset);
     this.applying = null;
-    for (const [key, mark] of marks) this.marks.set(key, mark);
-    for (const m of chunk) if (m.timestamp > this.logTime) this.logTime = m.timestamp;
+    this.marks.stored(chunk, marks);
     this.highWatermark = highWatermark;
   }
 
@@ -417,7 +375,7 @@ export class PartitionTask {
 
   /** Back to the state after the last stored chunk: unrecorded actors from their snapshots, the others from their record. */
   private rewind(): void {
-    // The failed chunk's marks never reached `this.marks`: only stored chunks' do.
+    // The failed chunk's marks never joined `this.marks`: only stored chunks' do.
     this.applying = null;
     this.actors.clear();
     const now = Date.now();
@@ -444,21 +402,11 @@ export class PartitionTask {
     return parsed;
   }
 
-  /**
-   * Forgets marks whose message the log accepted longer ago than twice the key store's TTL, by the
-   * partition's own clock (the latest log time of its messages): in memory at every record, in
-   * Postgres every ten minutes of it (best effort). No decision depends on when this runs: a mark
-   * decides only against copies of its own use, and the key store hands out a use for its TTL, so
-   * a copy of a use reaches the log within the TTL of its first (give or take the clock skew
-   * between gateway nodes, which the second TTL covers).
-   */
   private pruneMarks(): void {
-    const before = this.logTime - 2 * (this.host.options.idempotencyTtlMs ?? 24 * 3600 * 1000);
-    for (const [key, mark] of this.marks)
-      if (mark.at < before && !this.unrecorded.marks.has(key)) this.marks.delete(key);
-    if (this.logTime - this.prunedAt < PRUNE_EVERY_MS) return;
-    this.prunedAt = this.logTime;
-    void this.host.options.results.pruneIdempotencyMarks(this.partition, before).catch(() => undefined);
+    const ttl = this.host.options.idempotencyTtlMs ?? 24 * 3600 * 1000;
+    const before = this.marks.prune(ttl, this.unrecorded.marks);
+    if (before !== null)
+      void this.host.options.results.pruneIdempotencyMarks(this.partition, before).catch(() => undefined);
   }
 
   /**
