@@ -2,15 +2,21 @@ import type { LogBatch } from "../../adapters/log/types";
 import type { ActorView } from "../../domain/symbol-actor";
 import { partitionForKey } from "../../lib/partitioner";
 import { ActorRestorer } from "./actor-restorer";
-import { CacheBreaker, type PartitionStall } from "./dependency-retry";
-import type { ActorHostOptions } from "./options";
+import { CacheBreaker } from "./dependency-retry";
+import type { ActorHostOptions, PartitionStall } from "./options";
 import { PartitionClaimer } from "./partition-claim";
 import { PartitionTask, type HostContext } from "./partition-task";
 import { RecordPolicy } from "./record-policy";
 
 export { SnapshotLostError } from "./actor-restorer";
-export type { Dependency, PartitionStall } from "./dependency-retry";
-export type { ActorHostOptions, HostObserver, RestoreReason, RestoreSource } from "./options";
+export type {
+  ActorHostOptions,
+  Dependency,
+  HostObserver,
+  PartitionStall,
+  RestoreReason,
+  RestoreSource,
+} from "./options";
 
 /**
  * Hosts the symbol actors of the partitions this node owns (docs/architecture.md, "The actor

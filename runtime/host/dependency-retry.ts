@@ -4,25 +4,7 @@ import type { SnapshotStore } from "../../adapters/snapshots/types";
 import { isRetriable } from "../../domain/errors";
 import type { Logger } from "../../lib/logger";
 import { nextBackoff, Outage } from "../../lib/waiting";
-import type { HostObserver } from "./options";
-
-/** What a partition's loop waits for while it is stalled. The snapshot cache is never waited for. */
-export type Dependency = "postgres" | "kafka";
-
-/** A partition whose loop keeps retrying a step because a dependency is away (`actors.partitions`). */
-export interface PartitionStall {
-  partition: number;
-  /** The dependency the failing step needs. */
-  dependency: Dependency;
-  /** The failing step, e.g. "persist partition 3". */
-  step: string;
-  /** The last failure's message. */
-  error: string;
-  /** When the stall began (ISO 8601). */
-  since: string;
-  /** Failed attempts so far. */
-  attempts: number;
-}
+import type { Dependency, HostObserver, PartitionStall } from "./options";
 
 /** Why a batch stopped before its end: the partition moved to another node, or this node is stopping. */
 export class Abandoned extends Error {}

@@ -2,7 +2,24 @@ import type { SnapshotStore } from "../../adapters/snapshots/types";
 import type { IndicatorSettings, Signal, SymbolActor, TickResult } from "../../domain/symbol-actor";
 import type { Logger } from "../../lib/logger";
 import type { ResultsStore } from "../store/results-store";
-import type { Dependency } from "./dependency-retry";
+
+/** What a partition's loop waits for while it is stalled. The snapshot cache is never waited for. */
+export type Dependency = "postgres" | "kafka";
+
+/** A partition whose loop keeps retrying a step because a dependency is away (`actors.partitions`). */
+export interface PartitionStall {
+  partition: number;
+  /** The dependency the failing step needs. */
+  dependency: Dependency;
+  /** The failing step, e.g. "persist partition 3". */
+  step: string;
+  /** The last failure's message. */
+  error: string;
+  /** When the stall began (ISO 8601). */
+  since: string;
+  /** Failed attempts so far. */
+  attempts: number;
+}
 
 /** What the host reports to its service: metrics and live events, all optional. */
 export interface HostObserver {

@@ -18,15 +18,14 @@ import {
 import { emptyOutputs, type DeadLetterRow } from "../batch-outputs";
 import type { ActorRecord } from "../store/results-store";
 import type { ActorRestorer } from "./actor-restorer";
+import { Abandoned, retryWhileOwned, StallWatch, type CacheBreaker } from "./dependency-retry";
 import {
-  Abandoned,
-  retryWhileOwned,
-  StallWatch,
-  type CacheBreaker,
+  assert,
+  type ActorHostOptions,
+  type ActorSlot,
   type Dependency,
   type PartitionStall,
-} from "./dependency-retry";
-import { assert, type ActorHostOptions, type ActorSlot } from "./options";
+} from "./options";
 import { PartitionMarks } from "./partition-marks";
 import { Refusals } from "./refusals";
 import type { PartitionClaimer } from "./partition-claim";
