@@ -23,7 +23,7 @@ function stallChecks(host: ActorHost | null): Record<string, string> {
 
 /**
  * The symbol actors: a consumer group member on the `stock` topic that hosts one actor per
- * symbol of the partitions Kafka assigned to this node (see runtime/actor-host.ts for the
+ * symbol of the partitions Kafka assigned to this node (see runtime/host/actor-host.ts for the
  * ordering and effectively-once rules).
  *
  * Its readiness is served over HTTP on METRICS_PORT (actors-only nodes run no gateway):

@@ -4,7 +4,7 @@ import { createTopic, deleteTopic, STACK, uniqueName, waitFor } from "../../../s
 
 /**
  * The Kafka log adapter against the real broker: what its batches say about the consumer
- * group's generation, which partition claims are tied to (runtime/actor-host.ts).
+ * group's generation, which partition claims are tied to (runtime/host/partition-claim.ts).
  */
 describe("the Kafka log's batches", () => {
   it("carry the group's generation id: the same on every member, larger after each rebalance", async () => {
