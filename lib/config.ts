@@ -104,6 +104,57 @@ const byteSize = z
     return Math.floor(Number(m[1]) * unit);
   });
 
+/** A Standard Webhooks secret: `whsec_` and the base64 of 24 to 64 random bytes. */
+const webhookSecret = z
+  .string()
+  .trim()
+  .regex(/^whsec_[A-Za-z0-9+/]{32,88}={0,2}$/, {
+    message:
+      "must be whsec_ followed by the base64 of 24 to 64 random bytes " +
+      "(make one with: node -e \"console.log('whsec_' + crypto.randomBytes(32).toString('base64'))\")",
+  });
+
+const SUBSCRIBER_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/**
+ * NOTIFIER_SUBSCRIBERS: a JSON array of webhook subscribers, each
+ * `{"name", "url", "symbols"?: [...], "sides"?: ["buy"|"sell"], "from"?: "now"|"start"}`, each
+ * with its own cursor. `from` says where a new subscriber starts: after the signals stored when
+ * it first appears (default), or at the first stored signal.
+ */
+const subscriberList = z
+  .string()
+  .transform((v, ctx) => {
+    try {
+      return JSON.parse(v) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message: "must be a JSON array of subscribers" });
+      return z.NEVER;
+    }
+  })
+  .pipe(
+    z
+      .array(
+        z.object({
+          name: z
+            .string()
+            .regex(SUBSCRIBER_NAME, "a subscriber's name is lower-case letters, digits, - and _"),
+          url: optionalUrl(["http", "https"]),
+          symbols: z.array(z.string().min(1)).min(1).optional(),
+          sides: z
+            .array(z.enum(["buy", "sell"]))
+            .min(1)
+            .optional(),
+          from: z.enum(["now", "start"]).default("now"),
+        }),
+        { error: "must be a JSON array of subscribers" },
+      )
+      .refine(list => new Set(list.map(s => s.name)).size === list.length, "subscriber names must differ"),
+  );
+
+/** Variables whose values never appear in an error message. */
+const SECRETS = new Set(["INGEST_TOKEN", "NOTIFIER_WEBHOOK_SECRET"]);
+
 /**
  * One environment variable: its name and the zod schema that reads it (format, bounds, default,
  * error message). Where it stands in `DECLARED` is where its value lands in `Config`.
@@ -226,8 +277,23 @@ const DECLARED = {
     /** Rate-limit by the address a trusted proxy appends to X-Forwarded-For, not the socket's. */
     trustProxy: variable("INGEST_TRUST_PROXY", flag.default(false)),
   },
-  /** Where the notifier POSTs each signal as JSON; unset: log and WebSocket only. */
-  notifierWebhookUrl: variable("NOTIFIER_WEBHOOK_URL", optionalUrl(["http", "https"]).optional()),
+  notifier: {
+    /** The subscriber "default": it receives every signal stored after it first appears. Unset: none. */
+    webhookUrl: variable("NOTIFIER_WEBHOOK_URL", optionalUrl(["http", "https"]).optional()),
+    /** Further subscribers, with filters (see `subscriberList`). */
+    subscribers: variable("NOTIFIER_SUBSCRIBERS", subscriberList.default([])),
+    /** The Standard Webhooks secret every delivery is signed with. */
+    secret: variable("NOTIFIER_WEBHOOK_SECRET", webhookSecret.optional()),
+    /** How long a failing delivery is retried before it becomes a dead letter. */
+    retryMs: variable(
+      "NOTIFIER_RETRY_HOURS",
+      int(1, 720)
+        .default(24)
+        .transform(hours => hours * 3600 * 1000),
+    ),
+    /** How long one delivery may take before it counts as failed. */
+    timeoutMs: variable("NOTIFIER_TIMEOUT_MS", int(100, 120000).default(5000)),
+  },
   actors: {
     idleMs: variable("ACTOR_IDLE_MS", int(1000).default(300000)),
     /** How often actor states are recorded in Postgres and offsets committed; 0: every batch. */
@@ -276,6 +342,23 @@ const envSchema = z.object(envShape).superRefine((env, ctx) => {
   }
   // Fail closed: the node that serves POST /ingest (the gateway) does not start without a token.
   // A token of spaces only can never match (HTTP trims header values): it counts as none.
+  const subscribers = env.NOTIFIER_SUBSCRIBERS.length + (env.NOTIFIER_WEBHOOK_URL ? 1 : 0);
+  if (subscribers > 0 && env.SERVICES.includes("notifier") && !env.NOTIFIER_WEBHOOK_SECRET) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["NOTIFIER_WEBHOOK_SECRET"],
+      message:
+        "must be set when a webhook subscriber is configured: every delivery is signed (Standard Webhooks)",
+    });
+  }
+  if (env.NOTIFIER_WEBHOOK_URL && env.NOTIFIER_SUBSCRIBERS.some(s => s.name === "default")) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["NOTIFIER_SUBSCRIBERS"],
+      message:
+        'must not name a subscriber "default" while NOTIFIER_WEBHOOK_URL is set (that one is "default")',
+    });
+  }
   const runsGateway = env.SERVICES.includes("gateway");
   if (env.INGEST_AUTH === "required" && runsGateway && !env.INGEST_TOKEN?.trim()) {
     ctx.addIssue({
@@ -298,8 +381,12 @@ function place<T extends Part>(part: T, env: Readonly<Record<string, unknown>>):
 
 /** The values that one variable takes from another. */
 function settle(c: Placed<typeof DECLARED>) {
+  const { webhookUrl, subscribers, ...notifier } = c.notifier;
+  const fromUrl = webhookUrl ? [{ name: "default", url: webhookUrl, from: "now" as const }] : [];
   return {
     ...c,
+    /** Every webhook subscriber: "default" from NOTIFIER_WEBHOOK_URL, then NOTIFIER_SUBSCRIBERS. */
+    notifier: { ...notifier, subscribers: [...fromUrl, ...subscribers] },
     demoFeed: { ...c.demoFeed, enabled: c.demoFeed.enabled ?? c.kafka.brokers === undefined },
     ingest: {
       ...c.ingest,
@@ -325,7 +412,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const issues = parsed.error.issues.map(issue => {
       const name = String(issue.path[0] ?? "environment");
-      const shown = present[name] !== undefined ? ` (got "${present[name]}")` : "";
+      const shown = present[name] !== undefined && !SECRETS.has(name) ? ` (got "${present[name]}")` : "";
       return `${name}${shown}: ${issue.message}`;
     });
     throw new ConfigError(`invalid configuration: ${issues.join("; ")}`);

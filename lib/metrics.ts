@@ -23,6 +23,11 @@ export const METRIC = {
   ticksProcessed: "stock.ticks.processed.total",
   rebalances: "stock.rebalances.total",
   deadLetters: "stock.dead.letters.total",
+  notificationsDelivered: "stock.notifications.delivered.total",
+  notificationsFailed: "stock.notifications.failed.total",
+  notificationsRetrying: "stock.notifications.retrying",
+  notificationsDead: "stock.notifications.dead.total",
+  notificationsOldestSeconds: "stock.notifications.oldest.undelivered.seconds",
   websocketClients: "stock.websocket.clients",
 } as const;
 
@@ -120,6 +125,36 @@ const DEFINITIONS: Definition[] = [
   { name: METRIC.ticksProcessed, type: "counter", description: "Price ticks applied by actors" },
   { name: METRIC.rebalances, type: "counter", description: "Partition assignments received" },
   { name: METRIC.deadLetters, type: "counter", description: "Messages sent to the dead-letter table" },
+  {
+    name: METRIC.notificationsDelivered,
+    type: "counter",
+    description: "Signals delivered to a webhook subscriber (answered 2xx)",
+    labelNames: ["subscriber"],
+  },
+  {
+    name: METRIC.notificationsFailed,
+    type: "counter",
+    description: "Webhook delivery attempts that failed (an error answer, a timeout, no connection)",
+    labelNames: ["subscriber"],
+  },
+  {
+    name: METRIC.notificationsRetrying,
+    type: "gauge",
+    description: "1 while a subscriber's next signal waits for a retry",
+    labelNames: ["subscriber"],
+  },
+  {
+    name: METRIC.notificationsDead,
+    type: "counter",
+    description: "Webhook deliveries that ran out of retries (kept as dead letters)",
+    labelNames: ["subscriber"],
+  },
+  {
+    name: METRIC.notificationsOldestSeconds,
+    type: "gauge",
+    description: "Age of the oldest stored signal a subscriber has not received yet (0: none waits)",
+    labelNames: ["subscriber"],
+  },
   { name: METRIC.websocketClients, type: "gauge", description: "Connected WebSocket clients" },
 ];
 
