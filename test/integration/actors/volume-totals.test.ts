@@ -56,7 +56,12 @@ describe("volume totals on Postgres", () => {
          tick_count, sum_open, sum_close)
        VALUES ('XOM', now(), 1, 1, 1, 1, 1, 1, 9223372036854775807, 1, 1, 1)`,
     );
-    expect(await migrate(db, readMigrations().filter(m => m.version <= 4))).toEqual([4]);
+    expect(
+      await migrate(
+        db,
+        readMigrations().filter(m => m.version <= 4),
+      ),
+    ).toEqual([4]);
     expect(
       await text(
         db,
