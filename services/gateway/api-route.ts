@@ -13,16 +13,18 @@ type Fail = (res: ServerResponse, err: Error) => void;
  * The REST API under /api. Reads go to the `query` service (Postgres); a symbol's live state
  * goes to the actors node that owns its partition, and the answer names that node.
  */
-export function apiRoute(deps: {
-  directory: () => ActorDirectory;
+export function apiRoute<Gateway extends { broker: ServiceBroker }>(deps: {
+  /**
+   * The gateway's actor directory (moleculer-web calls every alias on the gateway service);
+   * throws while it has none.
+   */
+  directory: (gateway: Gateway) => ActorDirectory;
   respond: Respond;
   fail: Fail;
 }): ApiRouteSchema {
   const { directory, respond, fail } = deps;
-  const guarded = (
-    fn: (this: { broker: ServiceBroker }, req: IncomingRequest, res: ServerResponse) => Promise<void>,
-  ) =>
-    async function (this: { broker: ServiceBroker }, req: IncomingRequest, res: ServerResponse) {
+  const guarded = (fn: (this: Gateway, req: IncomingRequest, res: ServerResponse) => Promise<void>) =>
+    async function (this: Gateway, req: IncomingRequest, res: ServerResponse) {
       try {
         await fn.call(this, req, res);
       } catch (err) {
@@ -43,40 +45,15 @@ export function apiRoute(deps: {
       "GET aggregates/:symbol": "query.aggregates",
       "GET report/:symbol": "query.report",
       "GET dead-letters": "query.deadLetters",
+      "GET notifications": "notifier.status",
 
       "GET symbols/:symbol": guarded(async function (req, res) {
         const { symbol } = parseParams(symbolParams, { symbol: req.$params.symbol });
-        respond(res, 200, await directory().callOwner("actors.state", symbol));
+        respond(res, 200, await directory(this).callOwner("actors.state", symbol));
       }),
 
       "GET cluster": guarded(async function (_req, res) {
-        const dir = directory();
-        // Lag is a view for operators: a slow or absent actors service leaves it null, not the answer.
-        const [replies, lag] = await Promise.all([
-          dir.refresh(),
-          this.broker.call<PartitionLag[], object>("actors.lag", {}, { timeout: 2000 }).catch(() => null),
-        ]);
-        const actorsNodes = replies.sort((a, b) => a.nodeID.localeCompare(b.nodeID));
-        const nodes = this.broker.registry.nodes
-          .list({ onlyAvailable: false, withServices: true })
-          .map(n => ({
-            nodeID: n.id,
-            available: n.available,
-            local: n.local,
-            hostname: n.hostname ?? null,
-            services: n.services.map(s => String(s.name)).filter(name => !name.startsWith("$")),
-          }))
-          .sort((a, b) => a.nodeID.localeCompare(b.nodeID));
-        respond(res, 200, {
-          gateway: this.broker.nodeID,
-          nodes,
-          actors: actorsNodes.map(a => ({ nodeID: a.nodeID, partitions: a.partitions, actors: a.actors })),
-          partitionCount: actorsNodes[0]?.partitionCount ?? null,
-          partitions: dir.table(),
-          lag,
-          // Partitions whose loop waits for a dependency, with the node that owns each.
-          stalled: actorsNodes.flatMap(a => (a.stalled ?? []).map(s => ({ nodeID: a.nodeID, ...s }))),
-        });
+        respond(res, 200, await clusterView(this.broker, directory(this)));
       }),
 
       "GET schema/ingest"(_req: IncomingRequest, res: ServerResponse) {
@@ -86,5 +63,35 @@ export function apiRoute(deps: {
     onError(_req: IncomingRequest, res: ServerResponse, err: Error) {
       fail(res, err);
     },
+  };
+}
+
+/** `GET /api/cluster`: every node and its services, the actors nodes' partitions and stalls, and the lag. */
+async function clusterView(broker: ServiceBroker, dir: ActorDirectory): Promise<unknown> {
+  // Lag is a view for operators: a slow or absent actors service leaves it null, not the answer.
+  const [replies, lag] = await Promise.all([
+    dir.refresh(),
+    broker.call<PartitionLag[], object>("actors.lag", {}, { timeout: 2000 }).catch(() => null),
+  ]);
+  const actorsNodes = replies.sort((a, b) => a.nodeID.localeCompare(b.nodeID));
+  const nodes = broker.registry.nodes
+    .list({ onlyAvailable: false, withServices: true })
+    .map(n => ({
+      nodeID: n.id,
+      available: n.available,
+      local: n.local,
+      hostname: n.hostname ?? null,
+      services: n.services.map(s => String(s.name)).filter(name => !name.startsWith("$")),
+    }))
+    .sort((a, b) => a.nodeID.localeCompare(b.nodeID));
+  return {
+    gateway: broker.nodeID,
+    nodes,
+    actors: actorsNodes.map(a => ({ nodeID: a.nodeID, partitions: a.partitions, actors: a.actors })),
+    partitionCount: actorsNodes[0]?.partitionCount ?? null,
+    partitions: dir.table(),
+    lag,
+    // Partitions whose loop waits for a dependency, with the node that owns each.
+    stalled: actorsNodes.flatMap(a => (a.stalled ?? []).map(s => ({ nodeID: a.nodeID, ...s }))),
   };
 }

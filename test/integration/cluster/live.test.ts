@@ -1,10 +1,9 @@
-import http from "node:http";
 import { WebSocket } from "ws";
 import type { Signal, TickResult } from "../../../domain/symbol-actor";
 import { createNode, type StockNode } from "../../../app/node";
-import type { AddressInfo } from "node:net";
 import { gatewayPort, waitUntilReady } from "../../support/ports";
 import { deleteTopic, freshDatabase, STACK, testConfig, uniqueName, waitFor } from "../../support/stack";
+import { WebhookReceiver } from "../../support/webhook-receiver";
 import { getJson, makeTicks, postJson } from "./cluster-harness";
 
 interface LiveMessage {
@@ -17,30 +16,22 @@ interface LiveMessage {
 /**
  * The live outputs of one production-like node (real Kafka, Postgres and Redis): WebSocket
  * clients get coalesced ticks and every signal, and the notifier's webhook gets each signal
- * once, the same ones the signals table holds.
+ * the signals table holds, signed, under one webhook-id each.
  */
 describe("live updates: WebSocket and the notifier's webhook", () => {
   let db: Awaited<ReturnType<typeof freshDatabase>>;
   let node: StockNode;
   let base = "";
   let topic = "";
-  const hooks: { notifications: { signal: Signal; message: string }[] }[] = [];
-  const webhook = http.createServer((req, res) => {
-    let body = "";
-    req.on("data", c => (body += c));
-    req.on("end", () => {
-      hooks.push(JSON.parse(body));
-      res.writeHead(204).end();
-    });
-  });
+  const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+  const webhook = new WebhookReceiver(secret, () => 204);
   const ticks = makeTicks(400, 2, "live");
   const [first, second] = [...new Set(ticks.map(t => t.stock_symbol))].sort();
 
   beforeAll(async () => {
     db = await freshDatabase();
     // Both ports are the OS's pick as the servers listen: nothing can take them in between.
-    await new Promise<void>(resolve => webhook.listen(0, "127.0.0.1", resolve));
-    const hookPort = (webhook.address() as AddressInfo).port;
+    await webhook.start();
     topic = uniqueName("live");
     node = createNode(
       testConfig({
@@ -53,7 +44,8 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
         DATABASE_URL: db.url,
         REDIS_URL: STACK.redisUrl,
         RSI_PERIOD: "3",
-        NOTIFIER_WEBHOOK_URL: `http://127.0.0.1:${hookPort}/hook`,
+        NOTIFIER_WEBHOOK_URL: webhook.url,
+        NOTIFIER_WEBHOOK_SECRET: secret,
       }),
     );
     await node.broker.start();
@@ -64,12 +56,12 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
 
   afterAll(async () => {
     await node?.broker.stop();
-    webhook.close();
+    await webhook.stop();
     await deleteTopic(topic);
     await db?.drop();
   });
 
-  it("pushes ticks of the subscribed symbols and every signal, and posts each signal to the webhook once", async () => {
+  it("pushes ticks of the subscribed symbols and every signal, and delivers each signal to the webhook, signed", async () => {
     const all: LiveMessage[] = [];
     const only: LiveMessage[] = [];
     const connect = (path: string, into: LiveMessage[]) =>
@@ -120,14 +112,13 @@ describe("live updates: WebSocket and the notifier's webhook", () => {
           .map(m => key(m.signal!))
           .sort(),
       ).toEqual(storedKeys);
-      await waitFor(
-        "every signal at the webhook",
-        () => hooks.flatMap(h => h.notifications).length >= stored.length,
-        60000,
+      await waitFor("every signal at the webhook", () => webhook.accepted().length >= stored.length, 60000);
+      const posted = webhook.accepted();
+      expect(posted.map(d => key(d.body.data)).sort()).toEqual(storedKeys);
+      expect(posted.every(d => d.verified && d.id === `sig_${d.body.data.symbol}_${d.body.data.seq}`)).toBe(
+        true,
       );
-      const posted = hooks.flatMap(h => h.notifications);
-      expect(posted.map(n => key(n.signal)).sort()).toEqual(storedKeys);
-      expect(posted.every(n => n.message.startsWith(n.signal.side.toUpperCase()))).toBe(true);
+      expect(posted.every(d => d.body.data.message.startsWith(d.body.data.side.toUpperCase()))).toBe(true);
 
       // The filtered client saw only its symbol.
       expect(only.flatMap(m => m.ticks ?? []).every(t => t.symbol === first)).toBe(true);
