@@ -46,10 +46,12 @@ const POLL_MS = 1000;
 const WOKEN_POLL_MS = 20;
 const WOKEN_FOR_MS = 500;
 const BATCH = 100;
-const FIRST_RETRY_MS = 1000;
+const FIRST_RETRY_MS = 200;
 const MAX_RETRY_MS = 10 * 60 * 1000;
+const FAILURE_LOG_EVERY_MS = 60000;
 
-/** Exponential backoff with full jitter: between half and all of 1 s, 2 s, 4 s, ... up to 10 min. */
+/** Exponential backoff with full jitter: between half and all of 0.2 s, 0.4 s, 0.8 s, ... up to 10 min (a
+ * receiver that fails now and then costs little; one that is away is asked ever less often). */
 export function retryDelay(attempts: number, random: () => number = Math.random): number {
   const ceiling = Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.min(30, Math.max(0, attempts - 1)));
   return Math.round(ceiling * (0.5 + random() / 2));
@@ -69,6 +71,8 @@ export class SubscriberWorker {
   private stopped = false;
   private wokenUntil = 0;
   private retrying = false;
+  private failureLoggedAt = 0;
+  private failuresUnlogged = 0;
 
   constructor(
     readonly subscriber: Subscriber,
@@ -184,10 +188,7 @@ export class SubscriberWorker {
     const failure = await store.failed(name, owner, outcome.error, delay);
     if (!failure) return POLL_MS;
     if (failure.failingFor < this.deps.retryMs) {
-      if (failure.attempts === 1 || failure.attempts % 10 === 0)
-        logger.warn(
-          `notifier: ${name}: delivery of ${signal.symbol} #${signal.seq} failed (${outcome.error}); retrying`,
-        );
+      this.logFailure(`delivery of ${signal.symbol} #${signal.seq} failed (${outcome.error}); retrying`);
       this.setRetrying(true);
       return delay;
     }
@@ -198,6 +199,18 @@ export class SubscriberWorker {
     );
     this.setRetrying(false);
     return (await store.advance(name, owner, at, 0)) ? null : POLL_MS;
+  }
+
+  /** A failed attempt, logged at most once a minute (with how many failed since), so a flaky receiver does not flood the log. */
+  private logFailure(what: string): void {
+    this.failuresUnlogged += 1;
+    const now = Date.now();
+    if (now - this.failureLoggedAt < FAILURE_LOG_EVERY_MS) return;
+    const more =
+      this.failuresUnlogged > 1 ? ` (${this.failuresUnlogged} failed attempts since the last line)` : "";
+    this.deps.logger.warn(`notifier: ${this.subscriber.name}: ${what}${more}`);
+    this.failureLoggedAt = now;
+    this.failuresUnlogged = 0;
   }
 
   private wants(signal: StoredSignal): boolean {

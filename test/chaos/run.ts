@@ -5,9 +5,12 @@
  * of a batch with one out-of-bounds tick, which must be refused with a 4xx. Meanwhile, in turn:
  * an actors node killed with kill -9 and one stopped with SIGTERM (both restarted), Redis killed and
  * restarted empty, Redis restarted from an older snapshot file, the Kafka broker killed with kill -9
- * and restarted, and Postgres stopped in immediate mode (a crash) and started. At the end every stored
- * tick, indicator, signal and aggregate must equal what one actor per symbol computes from the ticks
- * sent, with nothing missing and nothing twice. Exits 0 when they do, 1 otherwise.
+ * and restarted, and Postgres stopped in immediate mode (a crash) and started. A notifier node
+ * delivers every signal to a webhook receiver that verifies Standard Webhooks signatures, answers
+ * 500 to a third of the deliveries and is away for 15 s; the notifier is killed with kill -9 twice.
+ * At the end every stored tick, indicator, signal and aggregate must equal what one actor per
+ * symbol computes from the ticks sent, with nothing missing and nothing twice, and the receiver
+ * must hold every stored signal, signed, under one webhook-id each. Exits 0 when they do, 1 otherwise.
  *
  * Kafka, Redis and Postgres are private instances of this run (a broker of the local stack's jars,
  * a redis-server, a Postgres cluster made with pg_createcluster, which needs root; without root the
@@ -27,8 +30,10 @@ import { SymbolActor, type Signal } from "../../domain/symbol-actor";
 import { freePort } from "../../lib/net";
 import { PrivateKafka } from "../support/private-kafka";
 import { TcpProxy } from "../support/tcp-proxy";
+import { WebhookReceiver } from "../support/webhook-receiver";
 
 const ROOT = path.resolve(__dirname, "../..");
+const WEBHOOK_SECRET = `whsec_${randomBytes(32).toString("base64")}`;
 const quick = process.argv.includes("--quick");
 const SYMBOLS = quick ? 20 : 40;
 const BATCH = 50;
@@ -401,6 +406,7 @@ async function main(): Promise<number> {
   const redis = new PrivateRedis();
   const postgres = new ChaosPostgres();
   const nodes: Node[] = [];
+  const receiver = new WebhookReceiver(WEBHOOK_SECRET, n => (n % 3 === 0 ? 500 : 204));
   try {
     log(`run ${run}${quick ? " (quick)" : ""}: starting a private Kafka, Redis and Postgres`);
     await Promise.all([kafka.start(), redis.start(), postgres.start()]);
@@ -420,6 +426,7 @@ async function main(): Promise<number> {
       DEMO_FEED: "0",
       LOG_LEVEL: "warn",
     };
+    await receiver.start();
     const port = await freePort();
     const gateway = new Node(`chaos-gateway-${run}`, {
       ...common,
@@ -430,6 +437,14 @@ async function main(): Promise<number> {
     nodes.push(gateway);
     for (let i = 1; i <= 3; i++)
       nodes.push(new Node(`chaos-actors-${i}-${run}`, { ...common, SERVICES: "actors" }));
+    const notifier = new Node(`chaos-notifier-${run}`, {
+      ...common,
+      SERVICES: "notifier",
+      NOTIFIER_SUBSCRIBERS: JSON.stringify([{ name: "chaos", url: receiver.url, from: "start" }]),
+      NOTIFIER_WEBHOOK_SECRET: WEBHOOK_SECRET,
+      NOTIFIER_TIMEOUT_MS: "2000",
+    });
+    nodes.push(notifier);
     for (const n of nodes) n.start();
     const base = `http://127.0.0.1:${port}`;
     await until(
@@ -488,6 +503,16 @@ async function main(): Promise<number> {
         },
       ],
       ["Postgres crash", () => postgres.crash()],
+      [
+        "webhook receiver away for 15 s",
+        async () => {
+          await receiver.stop();
+          setTimeout(() => void receiver.start(), 15000);
+          return "the webhook receiver went away for 15 s";
+        },
+      ],
+      ["kill -9 the notifier node", () => killAndRestart(notifier)],
+      ["kill -9 the notifier node again", () => killAndRestart(notifier)],
     ];
     for (const [, fault] of faults) {
       await sleep(GAP_S * 1000);
@@ -549,6 +574,7 @@ async function main(): Promise<number> {
       `stored ${got.ticks.length} ticks, ${got.signals.length} signals, ${got.aggregates.length} aggregates; ` +
         `reference ${want.ticks.length}, ${want.signals.length}, ${want.aggregates.length}; ${skipped.n} keys never completed`,
     );
+    problems.push(...(await deliveries(receiver, got.signals)));
     if (problems.length > 0) {
       for (const p of problems) log(`MISMATCH ${p}`);
       for (const n of nodes) console.log(`--- ${n.name}\n${n.tail.slice(-30).join("\n")}`);
@@ -560,8 +586,54 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     await Promise.all(nodes.map(n => n.stop("SIGTERM")));
-    await Promise.all([kafka.destroy(), redis.destroy(), postgres.destroy()]);
+    await Promise.all([kafka.destroy(), redis.destroy(), postgres.destroy(), receiver.stop()]);
   }
+}
+
+async function killAndRestart(node: Node): Promise<string> {
+  await node.stop("SIGKILL");
+  await sleep(1000);
+  node.start();
+  return `${node.name} killed (kill -9) and restarted`;
+}
+
+/**
+ * Every stored signal (rows `[symbol, seq, side]` as JSON) at the receiver, answered 2xx at least
+ * once, every delivery signed, and each signal under one webhook-id.
+ */
+async function deliveries(receiver: WebhookReceiver, stored: string[]): Promise<string[]> {
+  const want = new Map(
+    stored.map(r => {
+      const [symbol, seq] = JSON.parse(r) as [string, number, string];
+      return [`sig_${symbol}_${seq}`, r];
+    }),
+  );
+  const delivered = () => new Set(receiver.accepted().map(d => d.id));
+  const started = Date.now();
+  while ([...want.keys()].some(id => !delivered().has(id)) && Date.now() - started < 120000) await sleep(200);
+  const got = delivered();
+  const problems: string[] = [];
+  const missing = [...want.keys()].filter(id => !got.has(id));
+  if (missing.length > 0)
+    problems.push(
+      `webhook: ${missing.length} stored signals never delivered, e.g. ${missing.slice(0, 3).join(" ")}`,
+    );
+  const extra = [...got].filter(id => !want.has(id));
+  if (extra.length > 0)
+    problems.push(
+      `webhook: ${extra.length} deliveries of no stored signal, e.g. ${extra.slice(0, 3).join(" ")}`,
+    );
+  const unsigned = receiver.received.filter(d => !d.verified);
+  if (unsigned.length > 0) problems.push(`webhook: ${unsigned.length} deliveries without a valid signature`);
+  const misnamed = receiver.received.filter(d => d.id !== `sig_${d.body.data.symbol}_${d.body.data.seq}`);
+  if (misnamed.length > 0)
+    problems.push(`webhook: ${misnamed.length} deliveries under another id than their signal's`);
+  const repeats = receiver.accepted().length - got.size;
+  log(
+    `webhook: ${got.size} of ${want.size} stored signals delivered (${receiver.received.length} requests, ` +
+      `${receiver.received.length - receiver.accepted().length} answered 500, ${repeats} delivered again), every one signed`,
+  );
+  return problems;
 }
 
 main().then(
