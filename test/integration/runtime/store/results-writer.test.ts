@@ -1,10 +1,10 @@
-import { migrate } from "../../../adapters/sql/migrate";
-import type { PostgresClient } from "../../../adapters/sql/postgres-client";
-import { emptyOutputs, type BatchOutputs, type TickRow } from "../../../runtime/batch-outputs";
-import { ResultsStore } from "../../../runtime/store/results-store";
-import { seededRandom } from "../../unit/domain/fixtures";
-import { freshDatabase } from "../../support/stack";
-import { openDatabase } from "./harness";
+import { migrate } from "../../../../adapters/sql/migrate";
+import type { PostgresClient } from "../../../../adapters/sql/postgres-client";
+import { emptyOutputs, type BatchOutputs, type TickRow } from "../../../../runtime/batch-outputs";
+import { ResultsStore } from "../../../../runtime/store/results-store";
+import { seededRandom } from "../../../unit/domain/fixtures";
+import { freshDatabase } from "../../../support/stack";
+import { openDatabase } from "../../actors/harness";
 
 /**
  * The results writer appends ticks above a partition's written offset with COPY, and inserts the
