@@ -94,6 +94,21 @@ describe("retryWhileOwned", () => {
     expect(watch.current()).toBeNull();
   });
 
+  it("waits no longer than maxBackoffMs before the first retry", async () => {
+    const times: number[] = [];
+    await retryWhileOwned(
+      new StallWatch(0, recordingLogger(), undefined),
+      batchOf(),
+      { maxBackoffMs: 10, stopping: () => false },
+      step,
+      async () => {
+        times.push(performance.now());
+        if (times.length < 2) throw down();
+      },
+    );
+    expect(times[1] - times[0]).toBeLessThan(50);
+  });
+
   it("runs nothing for a batch that is no longer active", async () => {
     let calls = 0;
     const watch = new StallWatch(3, recordingLogger(), undefined);
