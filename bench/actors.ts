@@ -25,6 +25,7 @@ import {
   fmt,
   medianMinMax,
   pct,
+  pctSpread,
   percentiles,
   rounded,
   spread,
@@ -39,12 +40,10 @@ import { SETTINGS, tickWalk } from "./harness/ticks";
 import { benchScale } from "./scale";
 
 /**
- * The actors path's figures against the local stack (`npm run stack:up`), parts (a)-(e) as BENCHMARKS.md
- * ("Actors") explains them: (a) SymbolActor.apply alone (bench/apply.ts); (b) Kafka -> actors -> Postgres
- * against a bare COPY of the same rows and a plain consumer group, then one partition loop's phases;
- * (c) Kafka ack -> row committed; (d) a restart after Redis lost its data; (e) memory and scale
- * (bench/scale.ts). The actors run as a process of their own (bin/start.ts, SERVICES=actors), so that
- * they share no event loop with the producer or the clocks of (c).
+ * The actors path against the local stack, parts (a)-(e) as BENCHMARKS.md ("Actors") explains them:
+ * (a) SymbolActor.apply alone; (b) Kafka -> actors -> Postgres against a bare COPY of the same rows and
+ * a plain consumer group; (c) Kafka ack -> row committed; (d) a restart after Redis lost its data;
+ * (e) memory and scale (bench/scale.ts). The actors run in a process of their own (bin/start.ts).
  *
  *   npm run bench:actors [-- --quick] [-- --ticks 100000 --rate 1000 --seconds 20 --partitions 12 --only bc]
  */
@@ -81,12 +80,9 @@ const ticksOf = (count: number, symbols: number, seed = 20240601 + symbols): Pri
   Array.from({ length: count }, symbolWalk(symbols, seed));
 
 function spawnActors(run: ActorsRun, profileDir?: string): ActorsProcess {
-  return new ActorsProcess({
-    env: { ...run.env, DATABASE_POOL_SIZE: String(CONNECTIONS) },
-    nodeArgs: [...(profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : []), "--import", "tsx"],
-    // BENCH_ACTORS_CHECKOUT runs the actors of another checkout (an A/B against an older commit).
-    root: process.env.BENCH_ACTORS_CHECKOUT,
-  });
+  const env = { ...run.env, DATABASE_POOL_SIZE: String(CONNECTIONS) };
+  // BENCH_ACTORS_CHECKOUT runs the actors of another checkout (an A/B against an older commit).
+  return new ActorsProcess(env, { profileDir, root: process.env.BENCH_ACTORS_CHECKOUT });
 }
 
 /** An actors process working off `run`'s topic: seconds from its partition assignment to its last commit, and the CPU each process used meanwhile. */
@@ -358,9 +354,8 @@ async function partThroughput(stack: BenchStack, o: Options) {
     console.log(`  ${fmt(symbols)} symbols:`);
     const r = await throughput(stack, o, symbols);
     results.push(r);
-    const percent = { median: r.ratio.median * 100, min: r.ratio.min * 100, max: r.ratio.max * 100 };
     console.log(
-      `    actors ${spreadText(r.e2e)} ticks/s; ceiling ${spreadText(r.ceiling)} rows/s; actors/ceiling ${spreadText(percent)} %  (target >= 80 %)`,
+      `    actors ${spreadText(r.e2e)} ticks/s; ceiling ${spreadText(r.ceiling)} rows/s; actors/ceiling ${pctSpread(r.ratio)}  (target >= 80 %)`,
     );
   }
   const rawTopic = await stack.topic("bench_actors_raw");

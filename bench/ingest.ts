@@ -14,19 +14,16 @@ import { freePort } from "../lib/net";
 import { partitionForKey } from "../lib/partitioner";
 import { parseOptions } from "./harness/args";
 import { printProfile } from "./harness/cpu-profile";
-import { fmt, pct, rounded, spread, spreadFields, spreadText, type Spread } from "./harness/figures";
+import { fmt, pct, pctSpread, rounded, spread, spreadFields, spreadText } from "./harness/figures";
 import { machine, printLines, table } from "./harness/print";
 import { cpuMicrosSince, nodeJson } from "./harness/proc";
 import { BenchStack, serversFromEnv } from "./harness/stack";
 
 /**
- * The ingest path's throughput against what the machine does without our code, as BENCHMARKS.md
- * ("Ingest") explains: (a) single-message POST /ingest through the gateway next to a bare node:http
- * server that only parses the JSON; (b) 1,000-tick JSON arrays next to a bare kafkajs producer with
- * the gateway's settings sending the same messages. Each pair runs interleaved, `--repeats` times,
- * the load from autocannon in a child process. Every measured gateway run waits for every answer, and
- * the topic must then have grown by exactly what was answered 200, or the bench fails. Needs the local
- * Kafka (`npm run stack:up`). The last line printed is one JSON object, the pinned figures first.
+ * The ingest path against what the machine does without our code, as BENCHMARKS.md ("Ingest")
+ * explains: (a) single-message POST /ingest next to a bare node:http server, (b) 1,000-tick arrays
+ * next to a bare kafkajs producer, each pair interleaved; the load from autocannon in a child process.
+ * A run whose topic did not grow by exactly what was answered 200 fails the bench.
  *
  *   npm run bench:ingest [-- --quick] [-- --repeats 7 --duration 8 --connections 32 --batch-connections 4]
  *   npm run bench:ingest -- --profile   # the gateway alone, one run of each part, under the V8 CPU profiler
@@ -66,13 +63,6 @@ interface Sample {
   cpuMicros: number;
   /** What autocannon saw, for a load run. */
   result?: CannonResult;
-}
-
-/** A measured gateway run: what was answered 200, and what the topic grew by meanwhile. */
-interface GatewayRun extends Sample {
-  result: CannonResult;
-  accepted: number;
-  landed: number;
 }
 
 /** autocannon in a process of its own, for `limit` (`-d seconds` or `-a requests`); its JSON summary. */
@@ -126,12 +116,11 @@ async function startGateway(stack: BenchStack, topic: string, body: string): Pro
   const deadline = Date.now() + 60000;
   for (;;) {
     const init = { method: "POST", headers: { "Content-Type": "application/json" }, body };
-    const status = await fetch(url, init).then(
-      async r => (await r.arrayBuffer(), r.status),
-      () => 0,
-    );
-    if (status === 200) return url;
-    if (Date.now() > deadline) throw new Error(`the gateway still answers ${status} after 60 s`);
+    const answer = await fetch(url, init).catch(() => undefined);
+    await answer?.arrayBuffer();
+    if (answer?.status === 200) return url;
+    if (Date.now() > deadline)
+      throw new Error(`the gateway still answers ${answer?.status ?? "nothing"} after 60 s`);
     await sleep(200);
   }
 }
@@ -164,39 +153,33 @@ async function rawProduce(run: IngestRun, seconds: number): Promise<Sample> {
   return { perSecond, cpuMicros: cpuMicrosSince(cpu) / acknowledged };
 }
 
-async function warmUp(run: IngestRun, name: string, url: string, body: string, connections: number) {
+/** The requests/s of the previous run with this URL and body: sizes the next fixed-amount run. */
+const rateKey = (url: string, body: string) => `${url} ${body.length}`;
+
+async function warmUp(run: IngestRun, url: string, body: string, connections: number) {
   const r = await cannon(run, url, body, connections, ["-d", String(run.o.warmup)]);
-  run.rates.set(name, Math.max(1, r["2xx"] / r.duration));
+  run.rates.set(rateKey(url, body), Math.max(1, r["2xx"] / r.duration));
 }
 
 /** About `duration` seconds' worth of requests at the previous run's rate, every answer awaited. */
-async function measure(
-  run: IngestRun,
-  name: string,
-  url: string,
-  body: string,
-  connections: number,
-  perRequest = 1,
-) {
-  const amount = Math.max(connections * 4, Math.round((run.rates.get(name) ?? 100) * run.o.duration));
+async function measure(run: IngestRun, url: string, body: string, connections: number, perRequest = 1) {
+  const amount = Math.max(
+    connections * 4,
+    Math.round((run.rates.get(rateKey(url, body)) ?? 100) * run.o.duration),
+  );
   // The servers run in this process, the load in another: this process's CPU is the server's.
   const cpu = process.cpuUsage();
   const result = await cannon(run, url, body, connections, ["-a", String(amount)]);
   const micros = cpuMicrosSince(cpu);
-  run.rates.set(name, Math.max(1, result["2xx"] / result.duration));
+  run.rates.set(rateKey(url, body), Math.max(1, result["2xx"] / result.duration));
   const perSecond = (result["2xx"] * perRequest) / result.duration;
   return { result, perSecond, cpuMicros: micros / (Math.max(1, result["2xx"]) * perRequest) };
 }
 
-async function measureGateway(
-  run: IngestRun,
-  name: string,
-  body: string,
-  connections: number,
-  perRequest: number,
-): Promise<GatewayRun> {
+/** A measured gateway run, and what was answered 200 and what the topic grew by meanwhile. */
+async function measureGateway(run: IngestRun, body: string, connections: number, perRequest: number) {
   const before = await settledTopicSize(run.admin, run.topic);
-  const load = () => measure(run, name, run.gatewayUrl, body, connections, perRequest);
+  const load = () => measure(run, run.gatewayUrl, body, connections, perRequest);
   const what = perRequest === 1 ? "single messages" : `${fmt(perRequest)}-tick arrays`;
   const unit = perRequest === 1 ? "requests" : "ticks";
   const s = run.o.profile
@@ -206,6 +189,8 @@ async function measureGateway(
   const landed = (await settledTopicSize(run.admin, run.topic)) - before;
   return { ...s, accepted: s.result["2xx"] * perRequest, landed };
 }
+
+type GatewayRun = Awaited<ReturnType<typeof measureGateway>>;
 
 /** With --profile: the V8 CPU profiler of this process (the gateway's) runs during one measured run only. */
 async function profiled<T>(load: () => Promise<T>, title: (result: T) => string): Promise<T> {
@@ -255,23 +240,20 @@ function row(label: string, runs: Sample[], cpuDigits = 0): string[] {
 }
 
 /** Per repeat, gateway / baseline; printed, and their spread. */
-function ratios(gateway: Sample[], baseline: Sample[], what: string): Spread {
+function ratios(gateway: Sample[], baseline: Sample[], what: string) {
   const each = gateway.map((g, i) => g.perSecond / baseline[i].perSecond);
   console.log(`per repeat, ${what}: ${each.map(r => pct(r, 1)).join(", ")}`);
   return spread(each);
 }
 
-const showPct = (s: Spread) => `${pct(s.median, 1)} (${(s.min * 100).toFixed(1)}-${pct(s.max, 1)})`;
-
-/** (a): single messages, the bare server and the gateway interleaved. */
 async function partSingle(run: IngestRun): Promise<void> {
   const { o, single, summary } = run;
   const [bare, gateway]: [Sample[], GatewayRun[]] = [[], []];
-  if (!o.profile) await warmUp(run, "bare", run.bareUrl, single, o.connections);
-  await warmUp(run, "gateway", run.gatewayUrl, single, o.connections);
+  if (!o.profile) await warmUp(run, run.bareUrl, single, o.connections);
+  await warmUp(run, run.gatewayUrl, single, o.connections);
   for (let r = 0; r < o.repeats; r++) {
-    if (!o.profile) bare.push(await measure(run, "bare", run.bareUrl, single, o.connections));
-    gateway.push(await measureGateway(run, "gateway", single, o.connections, 1));
+    if (!o.profile) bare.push(await measure(run, run.bareUrl, single, o.connections));
+    gateway.push(await measureGateway(run, single, o.connections, 1));
   }
   const gw = spread(gateway.map(r => r.perSecond));
   const p99 = spread(gateway.map(r => r.result.latency.p99));
@@ -287,7 +269,7 @@ async function partSingle(run: IngestRun): Promise<void> {
     const bs = spread(bare.map(r => r.perSecond));
     const ratio = ratios(gateway, bare, "gateway / bare requests/s");
     console.log(
-      `gateway / bare: ${showPct(ratio)} (target >= 50%); gateway p99 ${spreadText(p99, 1)} ms (target <= 10 ms)`,
+      `gateway / bare: ${pctSpread(ratio, 1)} (target >= 50%); gateway p99 ${spreadText(p99, 1)} ms (target <= 10 ms)`,
     );
     Object.assign(summary, spreadFields("bare_rps", bs), spreadFields("ratio", ratio, 3));
     summary.bare_cpu_us_per_request = cpu(bare);
@@ -298,14 +280,13 @@ async function partSingle(run: IngestRun): Promise<void> {
   console.log("");
 }
 
-/** (b): 1,000-tick arrays through the gateway, interleaved with the bare producer sending the same messages. */
 async function partBatch(run: IngestRun): Promise<void> {
   const { o, summary } = run;
   const [raw, gateway]: [Sample[], GatewayRun[]] = [[], []];
-  await warmUp(run, "batch", run.gatewayUrl, run.batch, o.batchConnections);
+  await warmUp(run, run.gatewayUrl, run.batch, o.batchConnections);
   if (!o.profile) await rawProduce(run, o.warmup);
   for (let r = 0; r < o.repeats; r++) {
-    gateway.push(await measureGateway(run, "batch", run.batch, o.batchConnections, BATCH));
+    gateway.push(await measureGateway(run, run.batch, o.batchConnections, BATCH));
     if (!o.profile) raw.push(await rawProduce(run, o.duration));
   }
   const ticks = spread(gateway.map(r => r.perSecond));
@@ -322,7 +303,7 @@ async function partBatch(run: IngestRun): Promise<void> {
     const rs = spread(raw.map(r => r.perSecond));
     const ratio = ratios(gateway, raw, "gateway / bare producer");
     console.log(
-      `gateway / bare producer: ${showPct(ratio)} (target >= 60%); gateway ${fmt(ticks.median)} ticks/s (target >= 50,000)`,
+      `gateway / bare producer: ${pctSpread(ratio, 1)} (target >= 60%); gateway ${fmt(ticks.median)} ticks/s (target >= 50,000)`,
     );
     Object.assign(
       summary,
@@ -380,7 +361,6 @@ async function setUp(stack: BenchStack, o: Options) {
   const bareUrl = `http://127.0.0.1:${barePort}/ingest`;
   return {
     ...{ o, scratch, admin, producer, topic, rawTopic, gatewayUrl, bareUrl, ...bodies },
-    /** Requests/s of the previous run per target: sizes the next fixed-amount run. */
     rates: new Map<string, number>(),
     summary: pinnedFirst(),
     checks: [] as string[],
@@ -414,7 +394,6 @@ async function main(): Promise<Record<string, unknown>> {
 }
 
 main().then(
-  // The last line of the output.
   summary => console.log(JSON.stringify(summary)),
   err => {
     console.error(err);

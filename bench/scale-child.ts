@@ -4,11 +4,9 @@ import { collectGarbage } from "./harness/proc";
 import { SETTINGS, tickWalk } from "./harness/ticks";
 
 /**
- * The memory half of bench/scale.ts, in a fresh process of its own: RSS and heap after forced GC,
- * before and after creating `symbols` live actors, each warmed with `WARM_TICKS` price ticks so that
- * its indicator windows are full. The actors are held the way ActorHost holds them (a Map from symbol
- * to a slot with the actor, when it was last used and a flag), so the figure is what one more live
- * actor costs a node, not a bare object's size. Prints one line, `SCALE_CHILD {json}`.
+ * The memory half of bench/scale.ts (BENCHMARKS.md, "Memory and scale"), in a fresh process: RSS and
+ * heap after forced GC, before and after creating `symbols` live actors with full windows, held as
+ * ActorHost holds them. Prints one line, `SCALE_CHILD {json}`.
  *
  *   npx tsx bench/scale-child.ts <symbols>
  */

@@ -61,10 +61,10 @@ function runChild(symbols: number): Promise<ChildReport> {
 async function baselineRss(stack: BenchStack) {
   const run = await actorsRun(stack, await stack.topic("bench_scale"), "bench_scale");
   const report: { afterGc?: MemoryUsage } = {};
-  const actors = new ActorsProcess({
-    env: { ...run.env, METRICS_PORT: String(await freePort()), BENCH_SCALE_GC_SIGNAL: "1" },
-    // With scale-child preloaded, SIGUSR2 forces GC and reports the memory usage.
-    nodeArgs: ["--require", "tsx/cjs", "--require", path.join(__dirname, "scale-child.ts")],
+  const env = { ...run.env, METRICS_PORT: String(await freePort()), BENCH_SCALE_GC_SIGNAL: "1" };
+  // With scale-child preloaded, SIGUSR2 forces GC and reports the memory usage.
+  const actors = new ActorsProcess(env, {
+    preload: [path.join(__dirname, "scale-child.ts")],
     onLine: line => {
       if (line.startsWith("SCALE_GC "))
         report.afterGc = JSON.parse(line.slice("SCALE_GC ".length)) as MemoryUsage;
@@ -96,11 +96,7 @@ async function baselineRss(stack: BenchStack) {
 }
 
 /** A partition's symbols, their random walks (one tick of each in turn), and its next offset. */
-interface Part {
-  names: string[];
-  walk: () => PriceTick;
-  nextOffset: number;
-}
+type Part = { names: string[]; walk: () => PriceTick; nextOffset: number };
 
 /**
  * The state after a node ran `WARM_TICKS` ticks of every symbol: per partition, the actors run in
@@ -220,10 +216,8 @@ async function activate(stack: BenchStack, o: ScaleOptions, f: Fixture, cache: "
       },
     });
     await Promise.all([db.query("SELECT 1"), snapshots.ping()]);
-    host.onAssignment(
-      batches.map(b => b.partition),
-      1,
-    );
+    const all = batches.map(b => b.partition);
+    host.onAssignment(all, 1);
     const window = await timedWindow(host, batches);
     inWindow = false;
     // As the service's timer or its shutdown would; the next round then finds records and cache
@@ -283,7 +277,6 @@ async function refillCache(o: ScaleOptions, f: Fixture): Promise<void> {
   }
 }
 
-/** The activation rounds, the cache present and emptied in alternating order. */
 async function activationRounds(stack: BenchStack, o: ScaleOptions, fixture: Fixture) {
   let cacheBehind = false;
   let refills = 0;
@@ -407,7 +400,6 @@ function printActivation(o: ScaleOptions, runs: Awaited<ReturnType<typeof activa
   );
 }
 
-/** Measures and prints (e). */
 export async function benchScale(o: ScaleOptions): Promise<void> {
   // Symbols must be valid tickers, or every message would be a dead letter and nothing measured.
   const longest = symbolName(o.symbols - 1);

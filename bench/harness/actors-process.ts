@@ -28,11 +28,12 @@ export async function actorsRun(stack: BenchStack, topic: string, prefix: string
 export type ActorsRun = Awaited<ReturnType<typeof actorsRun>>;
 
 export interface ActorsProcessOptions {
-  env: Record<string, string>;
-  /** Node's arguments before bin/start.ts, the TypeScript hook among them (`--import tsx`). */
-  nodeArgs: string[];
   /** The checkout whose bin/start.ts runs (default: this one). */
   root?: string;
+  /** Modules loaded before bin/start.ts, in its process. */
+  preload?: string[];
+  /** Where `node --cpu-prof` writes the process's CPU profile. */
+  profileDir?: string;
   onLine?: (line: string) => void;
 }
 
@@ -45,13 +46,20 @@ export class ActorsProcess {
   /** Its last 50 lines, for the error when it fails. */
   readonly tail: string[] = [];
 
-  constructor(o: ActorsProcessOptions) {
+  /** bin/start.ts through tsx's require hook, in `env` and nothing else of the bench's environment. */
+  constructor(env: Record<string, string>, o: ActorsProcessOptions = {}) {
     const root = o.root ?? ROOT;
-    const child = spawn(process.execPath, [...o.nodeArgs, path.join(root, "bin/start.ts")], {
-      cwd: root,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...o.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
+    const profile = o.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${o.profileDir}`] : [];
+    const preload = (o.preload ?? []).flatMap(module => ["--require", module]);
+    const child = spawn(
+      process.execPath,
+      [...profile, "--require", "tsx/cjs", ...preload, path.join(root, "bin/start.ts")],
+      {
+        cwd: root,
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     const read = (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n").filter(Boolean)) {
         if (this.assignedAt === null && /assigned partitions \[\d/.test(line))

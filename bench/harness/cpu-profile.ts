@@ -39,15 +39,12 @@ export function summarizeProfile(profile: CpuProfile): {
     if (!frame || t <= 0) return;
     total += t;
     const where = frame.url.replace(/^.*node_modules\//, "").replace(/^file:\/\/.*?\/(?=[^/]+\/[^/]+$)/, "");
-    const pkg = frame.url.includes("node_modules/")
-      ? where
-          .split("/")
-          .slice(0, where.startsWith("@") ? 2 : 1)
-          .join("/")
-      : where || frame.functionName;
+    // A package is its name, scoped or not; a project file is itself.
+    const pkg = frame.url.includes("node_modules/") ? /^(@[^/]+\/)?[^/]+/.exec(where)?.[0] : where;
+    const module = pkg || frame.functionName;
     const fn = `${frame.functionName || "(anonymous)"}${where ? ` ${where}:${frame.lineNumber + 1}` : ""}`;
     byFunction.set(fn, (byFunction.get(fn) ?? 0) + t);
-    byModule.set(pkg, (byModule.get(pkg) ?? 0) + t);
+    byModule.set(module, (byModule.get(module) ?? 0) + t);
   });
   const ranked = (m: Map<string, number>) =>
     [...m].sort((a, b) => b[1] - a[1]).map(([name, t]) => ({ name, share: t / total }));

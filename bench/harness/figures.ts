@@ -9,11 +9,7 @@ export const fmt = (n: number, digits = 0) =>
 /** `Number(n.toFixed(digits))`: what a JSON result line holds. */
 export const rounded = (n: number, digits: number) => Number(n.toFixed(digits));
 
-export interface Spread {
-  median: number;
-  min: number;
-  max: number;
-}
+export type Spread = { median: number; min: number; max: number };
 
 export function spread(values: readonly number[]): Spread {
   if (values.length === 0) throw new RangeError("a spread of no values");
@@ -48,8 +44,10 @@ export function percentiles(values: readonly number[], ps: readonly number[]): n
   return ps.map(p => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))]);
 }
 
-/** A share as a percentage: `0.183` is `18%`. */
+/** A share as a percentage: `0.183` is `18%`; a spread of shares, `18% (12-21%)`. */
 export const pct = (share: number, digits = 0) => `${(share * 100).toFixed(digits)}%`;
+export const pctSpread = (s: Spread, digits = 0) =>
+  `${pct(s.median, digits)} (${(s.min * 100).toFixed(digits)}-${pct(s.max, digits)})`;
 
 /**
  * `rounds` rounds of one run of each kind, alternating which goes first, so that neither always meets

@@ -32,11 +32,7 @@ export function logBatch(partition: number, messages: LogMessage[], highWatermar
 }
 
 /** Seconds the partition loops spent applying ticks, in Postgres transactions and writing the cache. */
-export interface PhaseTimes {
-  apply: number;
-  persist: number;
-  snapshot: number;
-}
+export type PhaseTimes = { apply: number; persist: number; snapshot: number };
 
 /** Adds the host's own phase timings to `times` while `counting()` says so. */
 export function phaseObserver(times: PhaseTimes, counting: () => boolean = () => true): HostObserver {
