@@ -128,8 +128,12 @@ async function buildFixture(stack: BenchStack, o: ScaleOptions) {
     // and no connection waits long for the pool behind a busy event loop.
     let next = 0;
     const worker = async () => {
-      for (let p = next++; p < o.partitions; p = next++)
-        jsonBytes += await recordPartition(parts[p], p, epochs[p], results, snapshots);
+      // Not `jsonBytes += await ...`: that reads the sum before the await, and the workers' updates
+      // overwrite each other (the figure printed was about a third of the true one).
+      for (let p = next++; p < o.partitions; p = next++) {
+        const bytes = await recordPartition(parts[p], p, epochs[p], results, snapshots);
+        jsonBytes += bytes;
+      }
     };
     await Promise.all(Array.from({ length: Math.min(4, o.partitions) }, worker));
   } finally {
