@@ -193,6 +193,7 @@ async function ceiling(stack: BenchStack, chunks: Buffer[][], count: number): Pr
 
 /** `repeats` rounds of an actors process working off the topic and the bare writer, interleaved; ticks (rows) per second. */
 async function throughput(stack: BenchStack, o: Options, symbols: number) {
+  console.log(`  ${fmt(symbols)} symbols:`);
   const ticks = ticksOf(o.ticks, symbols);
   const topic = await stack.topic(`bench_actors_${symbols}`);
   await stack.send(topic, ticks);
@@ -207,10 +208,12 @@ async function throughput(stack: BenchStack, o: Options, symbols: number) {
   });
   const rate = (s: number[]) => spread(s.map(x => o.ticks / x));
   // The ratio is taken per round, of the two runs of one round.
-  return { symbols, e2e: rate(e2e), ceiling: rate(bare), ratio: spread(e2e.map((x, i) => bare[i] / x)) };
+  const r = { symbols, e2e: rate(e2e), ceiling: rate(bare), ratio: spread(e2e.map((x, i) => bare[i] / x)) };
+  console.log(
+    `    actors ${spreadText(r.e2e)} ticks/s; ceiling ${spreadText(r.ceiling)} rows/s; actors/ceiling ${pctSpread(r.ratio)}  (target >= 80 %)`,
+  );
+  return r;
 }
-
-type ThroughputResult = Awaited<ReturnType<typeof throughput>>;
 
 /** One partition loop's wall time split by phase, from ActorHost's observer (no Kafka, no commit). */
 async function batchBreakdown(stack: BenchStack, o: Options, symbols: number, recordIntervalMs: number) {
@@ -256,8 +259,8 @@ async function restartAfter(stack: BenchStack, o: Options, cache: "kept" | "empt
   return seconds;
 }
 
-/** One paced run of (c): when Kafka acknowledged each tick and when its row was committed. */
-async function latency(stack: BenchStack, o: Options) {
+/** One paced run of (c): when Kafka acknowledged each tick and when its row was committed; its p99. */
+async function latency(stack: BenchStack, o: Options, nth: number): Promise<number> {
   const topic = await stack.topic("bench_actors_latency");
   const run = await actorsRun(stack, topic, "bench_actors_latency");
   const actors = spawnActors(run);
@@ -275,7 +278,11 @@ async function latency(stack: BenchStack, o: Options) {
     const matched = [...ackedAt].filter(([key]) => committedAt.has(key));
     const latencies = matched.map(([key, ack]) => (committedAt.get(key) ?? NaN) - ack);
     const [p50, p90, p99, max] = percentiles(latencies, [0.5, 0.9, 0.99, 1]);
-    return { sent, seconds, measured: latencies.length, p50, p90, p99, max, cpu };
+    const core = (used: number) => pct(used / seconds);
+    console.log(
+      `  run ${nth}: sent ${fmt(sent)} in ${seconds.toFixed(1)} s, ${fmt(latencies.length)} matched; p50 ${p50.toFixed(1)} ms   p90 ${p90.toFixed(1)} ms   p99 ${p99.toFixed(1)} ms   max ${max.toFixed(1)} ms; CPU: actors ${core(cpu.actors)}, Postgres ${core(cpu.postgres)}, Kafka ${core(cpu.kafka)} of a core`,
+    );
+    return p99;
   } finally {
     await producer.disconnect();
     await listener.end().catch(() => undefined);
@@ -349,15 +356,7 @@ async function partThroughput(stack: BenchStack, o: Options) {
       "  aggregates, recorded states, offsets). Ceiling: a bare writer COPYing the same tick rows into the\n" +
       `  same migrated schema, ${CONNECTIONS} connections, one transaction per 2,000 rows, nothing else. Medians (min-max).`,
   );
-  const results: ThroughputResult[] = [];
-  for (const symbols of [5, 1000]) {
-    console.log(`  ${fmt(symbols)} symbols:`);
-    const r = await throughput(stack, o, symbols);
-    results.push(r);
-    console.log(
-      `    actors ${spreadText(r.e2e)} ticks/s; ceiling ${spreadText(r.ceiling)} rows/s; actors/ceiling ${pctSpread(r.ratio)}  (target >= 80 %)`,
-    );
-  }
+  const results = [await throughput(stack, o, 5), await throughput(stack, o, 1000)];
   const rawTopic = await stack.topic("bench_actors_raw");
   await stack.send(rawTopic, ticksOf(RAW_TICKS, 1000));
   const rawRate = RAW_TICKS / (await rawConsume(stack, rawTopic, RAW_TICKS));
@@ -392,14 +391,7 @@ async function partLatency(stack: BenchStack, o: Options): Promise<Spread> {
       "  delivers when the inserting transaction commits; both stamped with this process's monotonic clock.",
   );
   const p99s: number[] = [];
-  for (let run = 0; run < 3; run++) {
-    const l = await latency(stack, o);
-    p99s.push(l.p99);
-    const core = (seconds: number) => pct(seconds / l.seconds);
-    console.log(
-      `  run ${run + 1}: sent ${fmt(l.sent)} in ${l.seconds.toFixed(1)} s, ${fmt(l.measured)} matched; p50 ${l.p50.toFixed(1)} ms   p90 ${l.p90.toFixed(1)} ms   p99 ${l.p99.toFixed(1)} ms   max ${l.max.toFixed(1)} ms; CPU: actors ${core(l.cpu.actors)}, Postgres ${core(l.cpu.postgres)}, Kafka ${core(l.cpu.kafka)} of a core`,
-    );
-  }
+  for (let run = 1; run <= 3; run++) p99s.push(await latency(stack, o, run));
   const p99 = spread(p99s);
   printLines(`  p99: median ${spreadText(p99, 1)} ms (target <= 100 ms)`, "");
   return p99;
@@ -433,7 +425,7 @@ async function partScale(o: Options): Promise<void> {
 }
 
 /** The pinned JSON lines (README, BENCHMARKS.md): one per symbol count, the 1,000-symbol one last. */
-function printResults(o: Options, b: { results: ThroughputResult[]; rawRate: number }, p99: Spread): void {
+function printResults(o: Options, b: Awaited<ReturnType<typeof partThroughput>>, p99: Spread): void {
   for (const r of b.results)
     console.log(
       JSON.stringify({

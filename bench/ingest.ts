@@ -57,13 +57,8 @@ interface CannonResult {
 
 const failures = (r: CannonResult) => r.non2xx + r.errors + r.timeouts;
 
-/** One measured run of one side: units (requests, or ticks in (b)) per second, CPU µs of this process per unit. */
-interface Sample {
-  perSecond: number;
-  cpuMicros: number;
-  /** What autocannon saw, for a load run. */
-  result?: CannonResult;
-}
+/** One measured run of one side: units (requests, or ticks in (b)) per second, CPU µs of this process per unit, and for a load run what autocannon saw. */
+type Sample = { perSecond: number; cpuMicros: number; result?: CannonResult };
 
 /** autocannon in a process of its own, for `limit` (`-d seconds` or `-a requests`); its JSON summary. */
 function cannon(run: IngestRun, url: string, body: string, connections: number, limit: string[]) {

@@ -72,9 +72,7 @@ if (process.env.BENCH_SCALE_GC_SIGNAL === "1" && require.main !== module) {
 
 if (require.main === module) {
   const symbols = Number(process.argv[2]);
-  if (!Number.isSafeInteger(symbols) || symbols < 1) {
-    console.error("usage: npx tsx bench/scale-child.ts <symbols>");
-    process.exit(2);
-  }
+  if (!Number.isSafeInteger(symbols) || symbols < 1)
+    throw new Error("usage: npx tsx bench/scale-child.ts <symbols>");
   console.log(`SCALE_CHILD ${JSON.stringify(measure(symbols))}`);
 }

@@ -84,7 +84,7 @@ async function baselineRss(stack: BenchStack) {
       samples.push(rssOf(actors.pid));
       await sleep(200);
     }
-    actors.signal("SIGUSR2");
+    process.kill(actors.pid, "SIGUSR2");
     while (!report.afterGc) {
       actors.assertAlive(deadline + 10000, "no memory report after SIGUSR2");
       await sleep(20);

@@ -51,15 +51,12 @@ export class ActorsProcess {
     const root = o.root ?? ROOT;
     const profile = o.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${o.profileDir}`] : [];
     const preload = (o.preload ?? []).flatMap(module => ["--require", module]);
-    const child = spawn(
-      process.execPath,
-      [...profile, "--require", "tsx/cjs", ...preload, path.join(root, "bin/start.ts")],
-      {
-        cwd: root,
-        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
-        stdio: ["ignore", "pipe", "pipe"],
-      },
-    );
+    const args = [...profile, "--require", "tsx/cjs", ...preload, path.join(root, "bin/start.ts")];
+    const child = spawn(process.execPath, args, {
+      cwd: root,
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     const read = (chunk: Buffer) => {
       for (const line of chunk.toString().split("\n").filter(Boolean)) {
         if (this.assignedAt === null && /assigned partitions \[\d/.test(line))
@@ -93,10 +90,6 @@ export class ActorsProcess {
       await sleep(5);
     }
     return this.assignedAt;
-  }
-
-  signal(name: NodeJS.Signals): void {
-    this.child.kill(name);
   }
 
   /** SIGTERM, and the exit; SIGKILL if it has not exited after `killAfterMs`. */

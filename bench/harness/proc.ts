@@ -27,9 +27,7 @@ export function cpuByProcess(): CpuReading {
 }
 
 /** CPU seconds used between two readings, by who used them. */
-export type CpuUse = Record<"actors" | "postgres" | "kafka" | "other", number>;
-
-export function cpuUsedBetween(before: CpuReading, after: CpuReading, actorsPid: number): CpuUse {
+export function cpuUsedBetween(before: CpuReading, after: CpuReading, actorsPid: number) {
   const used = { actors: 0, postgres: 0, kafka: 0, other: 0 };
   for (const [pid, a] of after) {
     const d = a.seconds - (before.get(pid)?.seconds ?? 0);
