@@ -1,5 +1,5 @@
 // The live dashboard. REST (README "API") gives the state on load and after every reconnect;
-// the /ws WebSocket keeps it current: `ticks` (the newest tick per symbol, every 250 ms at
+// the /ws WebSocket keeps it current: `ticks` (the newest tick per symbol, every 50 ms at
 // most) and `signal` messages. This module wires the views together; each view is in js/.
 
 import { api, liveTick, toSignal } from "./js/api.js";
