@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import type { Page, WebSocketRoute } from "playwright-core";
 import { AppProcess } from "../../support/processes";
 import { freePort } from "../../support/ports";
@@ -534,6 +535,45 @@ describeInBrowser("live dashboard in Chromium", () => {
     expect(await tab.locator("#signals li", { hasText: "MISS" }).count()).toBe(2);
     expect(await tab.locator(`#symbols tbody tr[data-symbol="MISS"] td.signal`).innerText()).toMatch(/^BUY /);
     expect((await notificationsShown(tab)).length).toBe(1);
+    await tab.close();
+    expect(session.errors).toEqual([]);
+  });
+
+  it("coalesces a burst of one symbol's ticks into few WebSocket messages, the newest last", async () => {
+    const tab = await session.newPage();
+    const frames: { at: number; payload: string }[] = [];
+    tab.on("websocket", ws =>
+      ws.on("framereceived", f => frames.push({ at: performance.now(), payload: String(f.payload) })),
+    );
+    await tab.goto(`${base}/`);
+    await until(tab, "the dashboard in a fourth tab", s => s.ready && s.connection === "live");
+
+    const burst = minuteTicks(
+      "BURST",
+      Array.from({ length: 100 }, (_, i) => 50 + (i % 7)),
+      lastMinute,
+    );
+    const started = performance.now();
+    // One tick per request, each committed on its own: the hub sees a hundred ticks of one symbol.
+    for (const t of burst) await ingest([t]);
+    const seqsIn = (payload: string) => {
+      const message = JSON.parse(payload) as { type: string; ticks?: { symbol: string; seq: number }[] };
+      return (message.ticks ?? []).filter(t => t.symbol === "BURST").map(t => t.seq);
+    };
+    await waitFor("BURST's last tick on the socket", () => frames.some(f => seqsIn(f.payload).includes(100)));
+    const carrying = frames.filter(f => seqsIn(f.payload).length > 0);
+    const seqs = carrying.flatMap(f => seqsIn(f.payload));
+    // One tick of the symbol per message, newer each time, the last one last.
+    expect(seqs.length).toBe(carrying.length);
+    expect(seqs.at(-1)).toBe(100);
+    expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+    expect(new Set(seqs).size).toBe(seqs.length);
+    // The hub sends at most one message per 50 ms: n messages between the first POST and the last
+    // frame's arrival need n - 1 intervals. A hundred requests take far less than 100 intervals.
+    const elapsed = carrying.at(-1)!.at - started;
+    console.log(`${burst.length} ticks in ${elapsed.toFixed(0)} ms arrived in ${carrying.length} messages`);
+    expect(carrying.length).toBeLessThanOrEqual(Math.floor(elapsed / 50) + 1);
+    expect(carrying.length).toBeLessThan(burst.length);
     await tab.close();
     expect(session.errors).toEqual([]);
   });
