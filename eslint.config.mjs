@@ -2,6 +2,11 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 import prettier from "eslint-config-prettier";
 
+/** The longest a function may be, in lines. */
+export const MAX_FUNCTION_LINES = 80;
+/** Files with a function over MAX_FUNCTION_LINES, waiting to be split. This list may only shrink. */
+export const LONG_FUNCTION_EXCEPTIONS = ["public/js/price-chart.js"];
+
 const FOLDERS = [
   "domain",
   "lib",
@@ -53,6 +58,14 @@ export default tseslint.config(
         location: "readonly",
       },
     },
+  },
+  {
+    // A function fits on a screen, everywhere but the tests (a service schema counts by its
+    // members). LONG_FUNCTION_EXCEPTIONS may only shrink: test/unit/lint/function-length.test.ts
+    // fails when a file in it no longer needs to be there.
+    files: ["**/*.ts", "**/*.js", "**/*.mjs"],
+    ignores: ["test/**", ...LONG_FUNCTION_EXCEPTIONS],
+    rules: { "max-lines-per-function": ["error", MAX_FUNCTION_LINES] },
   },
   // The layers, from the ground up: domain -> lib -> adapters -> runtime -> services -> app -> bin
   // (docs/architecture.md). Each folder may import only from the folders below it.
@@ -139,8 +152,6 @@ export default tseslint.config(
   {
     files: ["bench/**/*.ts"],
     rules: {
-      // A bench's main reads as its named steps (bench/harness holds what the benches share).
-      "max-lines-per-function": ["error", 80],
       "no-restricted-imports": [
         "error",
         { patterns: [{ group: ["**/test", "**/test/**"], message: "benchmarks import no test code" }] },

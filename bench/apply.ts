@@ -1,8 +1,8 @@
-import type { PriceTick, SymbolSideData } from "../domain/messages";
+import type { SymbolSideData } from "../domain/messages";
 import { SymbolActor } from "../domain/symbol-actor";
 import { fmt, spread } from "./harness/figures";
 import { printLines } from "./harness/print";
-import { SETTINGS, randomWalkTick, seededRandom } from "./harness/ticks";
+import { SETTINGS, tickWalk } from "./harness/ticks";
 
 /**
  * Pure `SymbolActor.apply` throughput on one core, and the size of one actor's snapshot: the two figures that
@@ -14,42 +14,17 @@ import { SETTINGS, randomWalkTick, seededRandom } from "./harness/ticks";
 const WARM_UP_ROUNDS = 2;
 const MEASURED_ROUNDS = 7;
 
-export interface ApplyBenchResult {
-  /** Median over the measured rounds. */
-  ticksPerSecond: number;
-  bestTicksPerSecond: number;
-  /** JSON snapshot of an actor with full windows and price ticks only. */
-  bytesPerActor: number;
-  /** The same with one of each kind of side data applied too. */
-  bytesPerActorWithSideData: number;
-}
-
-/** Ticks of `symbols` symbols interleaved round-robin, as one partition delivers them; random-walk prices. */
-function generate(
-  ticks: number,
-  symbols: number,
-): { messages: PriceTick[]; owner: Uint32Array; names: string[] } {
-  const random = seededRandom(20240601);
+/** `ticks` ticks of `symbols` symbols in turn, as one partition interleaves them, and each one's symbol index. */
+function generate(ticks: number, symbols: number) {
   const names = Array.from({ length: symbols }, (_, i) => `SYM${i}`);
-  const last = Array.from({ length: symbols }, () => 50 + random() * 200);
-  const messages: PriceTick[] = new Array(ticks);
-  const owner = new Uint32Array(ticks);
-  let timestamp = 1_700_000_000;
-  for (let i = 0; i < ticks; i++) {
-    const s = i % symbols;
-    if (s === 0) timestamp += 1;
-    owner[i] = s;
-    messages[i] = randomWalkTick(random, names[s], last[s], timestamp);
-    last[s] = messages[i].closing_price;
-  }
-  return { messages, owner, names };
+  const messages = Array.from({ length: ticks }, tickWalk(names, 20240601));
+  return { messages, owner: Uint32Array.from(messages, (_, i) => i % symbols), names };
 }
 
-function runRound(
-  messages: PriceTick[],
-  owner: Uint32Array,
-  names: string[],
-): { ns: number; actors: SymbolActor[] } {
+function runRound({ messages, owner, names }: ReturnType<typeof generate>): {
+  ns: number;
+  actors: SymbolActor[];
+} {
   const actors = names.map(name => new SymbolActor(name, SETTINGS));
   let signals = 0;
   const start = process.hrtime.bigint();
@@ -63,14 +38,16 @@ function runRound(
   return { ns, actors };
 }
 
-function snapshotBytes(actor: SymbolActor): number {
-  return Buffer.byteLength(JSON.stringify(actor.snapshot()), "utf8");
-}
+/** Mean JSON snapshot size of the actors. */
+const snapshotBytes = (actors: SymbolActor[]) =>
+  actors.reduce((n, a) => n + Buffer.byteLength(JSON.stringify(a.snapshot())), 0) / actors.length;
 
+/** One message of each kind of side data. */
 function sideDataFor(stock_symbol: string, timestamp: number): SymbolSideData[] {
+  const book = { data_type: "order_book", stock_symbol, quantity: 300, timestamp } as const;
   return [
-    { data_type: "order_book", stock_symbol, order_type: "buy", price: 101.25, quantity: 300, timestamp },
-    { data_type: "order_book", stock_symbol, order_type: "sell", price: 101.5, quantity: 120, timestamp },
+    { ...book, order_type: "buy", price: 101.25 },
+    { ...book, order_type: "sell", price: 101.5, quantity: 120 },
     {
       data_type: "news_sentiment",
       stock_symbol,
@@ -82,56 +59,48 @@ function sideDataFor(stock_symbol: string, timestamp: number): SymbolSideData[] 
   ];
 }
 
-export async function benchApply(opts: { ticks?: number; symbols?: number } = {}): Promise<ApplyBenchResult> {
-  const ticks = opts.ticks ?? 1_000_000;
-  const symbols = opts.symbols ?? 100;
+async function benchApply(ticks = 1_000_000, symbols = 100) {
   if (!(ticks >= 1 && symbols >= 1)) throw new RangeError("ticks and symbols must be at least 1");
-  const { messages, owner, names } = generate(ticks, symbols);
-
-  for (let r = 0; r < WARM_UP_ROUNDS; r++) runRound(messages, owner, names);
+  const input = generate(ticks, symbols);
+  for (let r = 0; r < WARM_UP_ROUNDS; r++) runRound(input);
   const rates: number[] = [];
   for (let r = 0; r < MEASURED_ROUNDS; r++) {
-    const { ns } = runRound(messages, owner, names);
-    rates.push(ticks / (ns / 1e9));
+    rates.push(ticks / (runRound(input).ns / 1e9));
     // Yield between rounds so pending work (timers, GC finalisers) does not land inside a timed loop.
     await new Promise(resolve => setImmediate(resolve));
   }
-
   // Size: actors whose windows are full (well past the longest period), so the figure is the steady state.
-  const sizeSample = generate(Math.min(symbols, 100) * 200, Math.min(symbols, 100));
-  const sized = runRound(sizeSample.messages, sizeSample.owner, sizeSample.names).actors;
-  const bytesPerActor = sized.reduce((s, a) => s + snapshotBytes(a), 0) / sized.length;
-  let offset = sizeSample.messages.length;
+  const sized = runRound(generate(Math.min(symbols, 100) * 200, Math.min(symbols, 100))).actors;
+  const bytesPerActor = snapshotBytes(sized);
+  let offset = Math.min(symbols, 100) * 200;
   for (const a of sized) for (const m of sideDataFor(a.symbol, 1_700_000_500)) a.apply(m, offset++);
-  const bytesPerActorWithSideData = sized.reduce((s, a) => s + snapshotBytes(a), 0) / sized.length;
-
   return {
+    /** Median over the measured rounds. */
     ticksPerSecond: spread(rates).median,
     bestTicksPerSecond: Math.max(...rates),
+    /** JSON snapshot of an actor with full windows and price ticks only, and with one of each kind of side data too. */
     bytesPerActor: Math.round(bytesPerActor),
-    bytesPerActorWithSideData: Math.round(bytesPerActorWithSideData),
+    bytesPerActorWithSideData: Math.round(snapshotBytes(sized)),
   };
 }
 
-async function main(): Promise<void> {
-  const ticks = process.argv[2] ? Number(process.argv[2]) : undefined;
-  const symbols = process.argv[3] ? Number(process.argv[3]) : undefined;
-  const r = await benchApply({ ticks, symbols });
-  const t = ticks ?? 1_000_000;
-  const s = symbols ?? 100;
+/** Measures, and prints the figures under `heading`. */
+export async function printApply(heading: string, ticks = 1_000_000, symbols = 100): Promise<void> {
+  const r = await benchApply(ticks, symbols);
+  const rate = (perSecond: number) => `${fmt(perSecond)} ticks/s (${(1e9 / perSecond).toFixed(0)} ns/tick)`;
+  const { smaPeriod, emaPeriod, rsiPeriod } = SETTINGS;
   printLines(
-    `SymbolActor.apply, one core, node ${process.version}`,
-    `  input: ${fmt(t)} price ticks over ${fmt(s)} symbols, ${WARM_UP_ROUNDS} warm-up + ${MEASURED_ROUNDS} timed rounds`,
-    `  median: ${fmt(r.ticksPerSecond)} ticks/s (${(1e9 / r.ticksPerSecond).toFixed(0)} ns/tick)`,
-    `  best:   ${fmt(r.bestTicksPerSecond)} ticks/s (${(1e9 / r.bestTicksPerSecond).toFixed(0)} ns/tick)`,
-    `state per actor (JSON snapshot, periods ${SETTINGS.smaPeriod}/${SETTINGS.emaPeriod}/${SETTINGS.rsiPeriod}, windows full):`,
-    `  price ticks only:        ${fmt(r.bytesPerActor)} bytes`,
-    `  with all side data kinds: ${fmt(r.bytesPerActorWithSideData)} bytes`,
+    `${heading} (${fmt(ticks)} price ticks over ${fmt(symbols)} symbols, periods ${smaPeriod}/${emaPeriod}/${rsiPeriod}, ` +
+      `${WARM_UP_ROUNDS} warm-up + ${MEASURED_ROUNDS} timed rounds)`,
+    `  median ${rate(r.ticksPerSecond)}, best ${rate(r.bestTicksPerSecond)}`,
+    `  state per actor (JSON snapshot, windows full): ${fmt(r.bytesPerActor)} bytes, ` +
+      `${fmt(r.bytesPerActorWithSideData)} bytes with all side data kinds`,
   );
 }
 
 if (require.main === module) {
-  main().catch(err => {
+  const [ticks, symbols] = [process.argv[2] ?? 1_000_000, process.argv[3] ?? 100].map(Number);
+  printApply(`SymbolActor.apply on one core, node ${process.version}`, ticks, symbols).catch(err => {
     console.error(err);
     process.exitCode = 1;
   });

@@ -1,15 +1,14 @@
 import { SymbolActor } from "../domain/symbol-actor";
-import { SETTINGS, randomWalkTick, seededRandom } from "./harness/ticks";
+import type { ActorSlot as Slot } from "../runtime/host/options";
+import { collectGarbage } from "./harness/proc";
+import { SETTINGS, tickWalk } from "./harness/ticks";
 
 /**
- * The memory half of bench/scale.ts, run in a fresh process of its own (`node --expose-gc`):
- * RSS and heap after forced GC, before and after creating `symbols` live actors, each warmed with
- * `WARM_TICKS` price ticks so that its indicator windows are full. The actors are held the way
- * ActorHost holds them (a Map from symbol to a slot with the actor, when it was last used and a
- * flag), so the figure is what one more live actor costs a node, not a bare object's size.
- * Prints one line, `SCALE_CHILD {json}`.
+ * The memory half of bench/scale.ts (BENCHMARKS.md, "Memory and scale"), in a fresh process: RSS and
+ * heap after forced GC, before and after creating `symbols` live actors with full windows, held as
+ * ActorHost holds them. Prints one line, `SCALE_CHILD {json}`.
  *
- *   node --expose-gc --require tsx/cjs bench/scale-child.ts <symbols>
+ *   npx tsx bench/scale-child.ts <symbols>
  */
 
 /** Price ticks per actor: more than the longest window (SMA 20, EMA 20, RSI 14 + 1) needs. */
@@ -20,74 +19,29 @@ export function symbolName(i: number): string {
   return `S${i.toString(36).toUpperCase()}`;
 }
 
-/** What ActorHost keeps per live actor (runtime/actor-host.ts, ActorSlot). */
-interface Slot {
-  actor: SymbolActor;
-  lastUsed: number;
-  unverified: boolean;
-}
-
-export interface MemoryUsage {
-  rss: number;
-  heapUsed: number;
-  /** Off-heap memory of ArrayBuffers (typed arrays' backing stores), part of `external`. */
-  arrayBuffers: number;
-  external: number;
-}
-
-export interface ChildReport {
-  symbols: number;
-  before: MemoryUsage;
-  /** With the actors alive. */
-  after: MemoryUsage;
-  /** With the actors alive and a snapshot object of each held too (what a partition's unrecorded map holds). */
-  withSnapshots: MemoryUsage;
-  /** Mean size of an actor's snapshot as JSON (what a record and a cache entry hold), over a sample. */
-  snapshotJsonBytes: number;
-}
-
-/** Creates `count` actors named from `first` on and applies `WARM_TICKS` ticks to each, round-robin as a partition delivers them. */
+/** `count` actors named from `first` on, `WARM_TICKS` ticks applied to each, round-robin as a partition delivers them. */
 function createActors(first: number, count: number, seed: number): Map<string, Slot> {
-  const random = seededRandom(seed);
-  const slots = new Map<string, Slot>();
-  const actors: SymbolActor[] = new Array<SymbolActor>(count);
-  const price = new Float64Array(count);
+  const names = Array.from({ length: count }, (_, i) => symbolName(first + i));
+  const actors = names.map(name => new SymbolActor(name, SETTINGS));
+  const next = tickWalk(names, seed);
+  for (let n = 0; n < WARM_TICKS * count; n++) actors[n % count].apply(next(), n);
   const now = Date.now();
-  for (let i = 0; i < count; i++) {
-    const symbol = symbolName(first + i);
-    actors[i] = new SymbolActor(symbol, SETTINGS);
-    slots.set(symbol, { actor: actors[i], lastUsed: now, unverified: false });
-    price[i] = 20 + random() * 300;
-  }
-  let offset = 0;
-  let timestamp = 1_700_000_000;
-  for (let t = 0; t < WARM_TICKS; t++) {
-    timestamp += 1;
-    for (let i = 0; i < count; i++) {
-      const tick = randomWalkTick(random, actors[i].symbol, price[i], timestamp);
-      price[i] = tick.closing_price;
-      actors[i].apply(tick, offset++);
-    }
-  }
-  return slots;
+  return new Map(actors.map(actor => [actor.symbol, { actor, lastUsed: now, unverified: false }]));
 }
 
-function collect(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  if (!gc) throw new Error("run with node --expose-gc");
+/** RSS, V8 heap and ArrayBuffers' off-heap memory (typed arrays' backing stores) after forced GC. */
+function usage() {
   // Two full collections: weak references and finalisers may free more on the second (a third
   // changes nothing measurable here).
-  gc();
-  gc();
+  collectGarbage();
+  collectGarbage();
+  const { rss, heapUsed, arrayBuffers } = process.memoryUsage();
+  return { rss, heapUsed, arrayBuffers };
 }
 
-function usage(): MemoryUsage {
-  collect();
-  const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, arrayBuffers: m.arrayBuffers, external: m.external };
-}
+export type MemoryUsage = ReturnType<typeof usage>;
 
-function measure(symbols: number): ChildReport {
+function measure(symbols: number) {
   // Warm-up: the code paths are compiled and the heap has grown once before the baseline, so that
   // neither counts as the actors' memory.
   let warm: Map<string, Slot> | null = createActors(10_000_000, Math.min(symbols, 5000), 1);
@@ -97,15 +51,15 @@ function measure(symbols: number): ChildReport {
   const before = usage();
   const slots = createActors(0, symbols, 20240601);
   const after = usage();
+  // A snapshot object of each held too: what a partition's unrecorded map holds.
   const snapshots = [...slots.values()].map(slot => slot.actor.snapshot());
   const withSnapshots = usage();
-  const sample = snapshots.slice(0, 1000);
-  const snapshotJsonBytes =
-    sample.reduce((n, s) => n + Buffer.byteLength(JSON.stringify(s)), 0) / sample.length;
   // Still alive here: the collections above could not have freed them.
   if (slots.size !== symbols || snapshots.length !== symbols) throw new Error("actors went missing");
-  return { symbols, before, after, withSnapshots, snapshotJsonBytes };
+  return { symbols, before, after, withSnapshots };
 }
+
+export type ChildReport = ReturnType<typeof measure>;
 
 /**
  * Preloaded into the baseline's actors process (`--require`, with BENCH_SCALE_GC_SIGNAL=1): on
@@ -118,9 +72,7 @@ if (process.env.BENCH_SCALE_GC_SIGNAL === "1" && require.main !== module) {
 
 if (require.main === module) {
   const symbols = Number(process.argv[2]);
-  if (!Number.isSafeInteger(symbols) || symbols < 1) {
-    console.error("usage: node --expose-gc --require tsx/cjs bench/scale-child.ts <symbols>");
-    process.exit(2);
-  }
+  if (!Number.isSafeInteger(symbols) || symbols < 1)
+    throw new Error("usage: npx tsx bench/scale-child.ts <symbols>");
   console.log(`SCALE_CHILD ${JSON.stringify(measure(symbols))}`);
 }

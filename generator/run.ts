@@ -235,25 +235,7 @@ export async function runGenerator(options: GeneratorOptions = {}): Promise<Summ
     return granted;
   };
 
-  const reported = new Set<string>();
-  const send = async (messages: GeneratedMessage[], describe: () => string): Promise<void> => {
-    const json = JSON.stringify(o.batch === undefined ? messages[0] : messages);
-    const outcome = await client.post(url, { json });
-    const failure = tally.record(outcome, messages.length);
-    if (o.log === undefined) return;
-    if (failure === undefined) {
-      if (o.rate === undefined) o.log(`200 ${describe()}`);
-    } else if (o.rate === undefined) {
-      o.log(`Failed to send data (${failure}${answer(outcome)}): ${describe()}`);
-    } else if (!reported.has(failure)) {
-      // Only the first failure of each kind: at thousands per second one line each would bury the rest.
-      reported.add(failure);
-      o.log(
-        `Failed to send data (${failure}${answer(outcome)}); further ${failure} failures are only counted`,
-      );
-    }
-  };
-
+  const send = sender(o, client, url, tally);
   const started = performance.now();
   try {
     if (o.rate === undefined) {
@@ -282,6 +264,28 @@ export async function runGenerator(options: GeneratorOptions = {}): Promise<Summ
 
 type Claim = (n: number) => number;
 type Send = (messages: GeneratedMessage[], describe: () => string) => Promise<void>;
+
+/** Posts one request (one message, or a batch with `--batch`), tallies its answer and logs it. */
+function sender(o: ResolvedOptions, client: HttpClient, url: URL, tally: Tally): Send {
+  const reported = new Set<string>();
+  return async (messages, describe) => {
+    const json = JSON.stringify(o.batch === undefined ? messages[0] : messages);
+    const outcome = await client.post(url, { json });
+    const failure = tally.record(outcome, messages.length);
+    if (o.log === undefined) return;
+    if (failure === undefined) {
+      if (o.rate === undefined) o.log(`200 ${describe()}`);
+    } else if (o.rate === undefined) {
+      o.log(`Failed to send data (${failure}${answer(outcome)}): ${describe()}`);
+    } else if (!reported.has(failure)) {
+      // Only the first failure of each kind: at thousands per second one line each would bury the rest.
+      reported.add(failure);
+      o.log(
+        `Failed to send data (${failure}${answer(outcome)}); further ${failure} failures are only counted`,
+      );
+    }
+  };
+}
 
 /** The course script: two independent loops, each posting and then sleeping uniform(1, 5) s. */
 async function coursePacing(

@@ -1,11 +1,12 @@
 // The live dashboard. REST (README "API") gives the state on load and after every reconnect;
-// the /ws WebSocket keeps it current: `ticks` (the newest tick per symbol, every 250 ms at
+// the /ws WebSocket keeps it current: `ticks` (the newest tick per symbol, every 50 ms at
 // most) and `signal` messages. This module wires the views together; each view is in js/.
 
 import { api, liveTick, toSignal } from "./js/api.js";
 import { CandleBook } from "./js/candles.js";
 import { ClusterView } from "./js/cluster-view.js";
 import { LiveConnection } from "./js/connection.js";
+import { DesktopNotifications } from "./js/desktop-notifications.js";
 import { fmt, setText, timeZone } from "./js/dom.js";
 import { PriceChart } from "./js/price-chart.js";
 import { ReportView } from "./js/report-view.js";
@@ -18,6 +19,8 @@ const CLUSTER_POLL_HIDDEN_MS = 15000;
 const GAP_FILL_EVERY_MS = 1000;
 const HISTORY_TICKS = 5000;
 const SIGNALS_PER_SYMBOL = 1000;
+/** Signals fetched after a reconnect: the feed shows 100, the rest still reach the table and chart. */
+const CATCH_UP_SIGNALS = 1000;
 const REPORT_REFRESH_MS = 10000;
 const REPORT_AFTER_TICK_MS = 2000;
 
@@ -50,6 +53,11 @@ const table = new SymbolsTable({
 const feed = new SignalsFeed({
   list: $("signals"),
   toasts: $("toasts"),
+  onSelect: symbol => void selectSymbol(symbol),
+});
+const desktop = new DesktopNotifications({
+  toggle: $("desktop-notifications"),
+  status: $("desktop-notifications-status"),
   onSelect: symbol => void selectSymbol(symbol),
 });
 const cluster = new ClusterView({ root: $("cluster"), summary: $("cluster-summary") });
@@ -258,7 +266,12 @@ function applyLiveTick(tick) {
 }
 
 function onSignal(signal, message) {
-  feed.add(signal, message);
+  if (feed.add(signal, message)) desktop.notify(signal, message);
+  showSignal(signal);
+}
+
+/** A signal in the table and, for the selected symbol, on the chart (the feed has it already). */
+function showSignal(signal) {
   table.setSignal(signal);
   if (state.loading?.symbol === signal.symbol) state.loading.signals.push(signal);
   else if (state.selected === signal.symbol && !state.signals.some(s => s.seq === signal.seq)) {
@@ -268,16 +281,39 @@ function onSignal(signal, message) {
   }
 }
 
-/** Every reconnect reloads what the REST API knows: the server may have restarted, lost or gained data. */
-function onOpen(opens) {
+/**
+ * Every reconnect first catches up on the signals stored while the page was away (shown as if they
+ * had arrived live), then reloads what the REST API knows: the server may have restarted, lost or
+ * gained data.
+ */
+function onOpen(opens, { lostAt }) {
   if (opens === 1) return;
   state.resyncing = true;
-  void loadOverview()
+  void catchUp(lostAt)
+    .catch(err => console.warn("catching up on the signals failed", err))
+    .then(loadOverview)
     .catch(err => console.warn("reload after reconnect failed", err))
     .then(() => {
       state.resyncing = false;
       if (state.selected) return selectSymbol(state.selected);
     });
+}
+
+/**
+ * The signals since the newest one the feed holds or the moment the connection was lost, whichever
+ * is earlier (signals carry their tick's event time, which may run behind or ahead of this clock),
+ * merged by identity: `from` is inclusive and the feed knows what it has. A flood of old news gets
+ * one desktop notification, not one each.
+ */
+async function catchUp(lostAt) {
+  const times = [feed.newestTime, lostAt === null ? null : lostAt / 1000].filter(t => t !== null);
+  if (times.length === 0) return;
+  const from = new Date(Math.min(...times) * 1000).toISOString();
+  const signals = await retrying(() => api.signals({ from, limit: CATCH_UP_SIGNALS }));
+  const missed = feed.merge(signals);
+  for (const s of missed) showSignal(s);
+  // A full answer may have left older ones out.
+  desktop.notifyMissed(missed, { more: signals.length === CATCH_UP_SIGNALS });
 }
 
 function showConnection(status, detail) {
@@ -381,9 +417,12 @@ function exposeTestHook() {
   const snapshot = () => ({
     ready: state.ready,
     connection: connection.state,
+    resyncing: state.resyncing,
     selected: state.selected,
     symbols: table.symbols().sort(),
     signals: feed.items.length,
+    signalIds: feed.items.map(s => `${s.symbol}-${s.seq}`),
+    notifications: desktop.describe(),
     thresholds: { ...state.thresholds },
     chart: chart ? chart.describe() : null,
     cluster: cluster.describe(),
@@ -396,6 +435,7 @@ function exposeTestHook() {
 async function start() {
   setText($("time-zone"), timeZone);
   wireControls();
+  desktop.start();
   exposeTestHook();
   // The socket opens at once, whatever the REST calls below do: the badge reports the socket only.
   connection.start();

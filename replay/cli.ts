@@ -138,39 +138,64 @@ export function samplePath(): string {
   throw new UsageError(`the sample ${SAMPLE_FILE} is missing from this checkout`);
 }
 
-export function parseReplayArgs(argv: readonly string[]): ParsedReplayCommand {
-  let parsed;
+const REPLAY_OPTIONS = {
+  symbol: { type: "string" },
+  sample: { type: "boolean", default: false },
+  speed: { type: "string" },
+  "max-gap": { type: "string" },
+  rate: { type: "string" },
+  batch: { type: "string" },
+  concurrency: { type: "string" },
+  adjusted: { type: "boolean", default: false },
+  url: { type: "string" },
+  token: { type: "string" },
+  timeout: { type: "string" },
+  retries: { type: "string" },
+  "state-dir": { type: "string" },
+  restart: { type: "boolean", default: false },
+  "no-report": { type: "boolean", default: false },
+  "report-timeout": { type: "string" },
+  help: { type: "boolean", short: "h", default: false },
+} as const;
+
+function readArgs(argv: readonly string[]) {
   try {
-    parsed = parseArgs({
-      args: [...argv],
-      strict: true,
-      allowPositionals: true,
-      options: {
-        symbol: { type: "string" },
-        sample: { type: "boolean", default: false },
-        speed: { type: "string" },
-        "max-gap": { type: "string" },
-        rate: { type: "string" },
-        batch: { type: "string" },
-        concurrency: { type: "string" },
-        adjusted: { type: "boolean", default: false },
-        url: { type: "string" },
-        token: { type: "string" },
-        timeout: { type: "string" },
-        retries: { type: "string" },
-        "state-dir": { type: "string" },
-        restart: { type: "boolean", default: false },
-        "no-report": { type: "boolean", default: false },
-        "report-timeout": { type: "string" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-    });
+    return parseArgs({ args: [...argv], strict: true, allowPositionals: true, options: REPLAY_OPTIONS });
   } catch (err) {
     throw new UsageError(err instanceof Error ? err.message : String(err));
   }
-  const { values, positionals } = parsed;
-  if (values.help) return { help: true };
+}
 
+type ReplayArgs = ReturnType<typeof readArgs>["values"];
+
+export function parseReplayArgs(argv: readonly string[]): ParsedReplayCommand {
+  const { values, positionals } = readArgs(argv);
+  if (values.help) return { help: true };
+  const files = filesToReplay(values, positionals);
+  const pacing = pacingOf(values);
+  return {
+    help: false,
+    options: {
+      files,
+      pacing,
+      batch: positive("batch", values.batch, true, DEFAULT_BATCH),
+      concurrency: positive("concurrency", values.concurrency, true, DEFAULT_CONCURRENCY),
+      adjusted: values.adjusted,
+      baseUrl: normaliseBaseUrl(values.url ?? DEFAULT_BASE_URL),
+      token: values.token,
+      timeoutMs: positive("timeout", values.timeout, false, DEFAULT_TIMEOUT_MS),
+      retries: values.retries === "0" ? 0 : positive("retries", values.retries, true, DEFAULT_RETRIES),
+      stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
+      restart: values.restart,
+      report: !values["no-report"],
+      reportTimeoutMs:
+        positive("report-timeout", values["report-timeout"], false, DEFAULT_REPORT_TIMEOUT_S) * 1000,
+    },
+  };
+}
+
+/** The files named (and the sample), each with the ticker it is replayed as: one file per symbol. */
+function filesToReplay(values: ReplayArgs, positionals: readonly string[]): ReplayFileSpec[] {
   if (positionals.length === 0 && !values.sample) {
     throw new UsageError("name a CSV file to replay, or --sample for the bundled S&P 500 sample");
   }
@@ -205,14 +230,17 @@ export function parseReplayArgs(argv: readonly string[]): ParsedReplayCommand {
     }
     seen.set(f.symbol, f.file);
   }
+  return files;
+}
 
+/** --speed (with --max-gap) or --rate, or as fast as the gateway takes them. */
+function pacingOf(values: ReplayArgs): Pacing {
   if (values.speed !== undefined && values.rate !== undefined) {
     throw new UsageError("--speed and --rate are two ways to pace the replay; choose one");
   }
   if (values["max-gap"] !== undefined && values.speed === undefined) {
     throw new UsageError("--max-gap applies to --speed only");
   }
-  let pacing: Pacing = { kind: "max" };
   if (values.speed !== undefined) {
     const factor = parseSpeed(values.speed);
     if (factor === null) {
@@ -220,32 +248,13 @@ export function parseReplayArgs(argv: readonly string[]): ParsedReplayCommand {
         `--speed must be a factor like 60x or 86400x, got ${JSON.stringify(values.speed)}`,
       );
     }
-    pacing = {
+    return {
       kind: "speed",
       factor,
       maxGapSeconds: positive("max-gap", values["max-gap"], false, DEFAULT_MAX_GAP_SECONDS),
     };
-  } else if (values.rate !== undefined) {
-    pacing = { kind: "rate", rowsPerSecond: positive("rate", values.rate, false, 1) };
   }
-
-  return {
-    help: false,
-    options: {
-      files,
-      pacing,
-      batch: positive("batch", values.batch, true, DEFAULT_BATCH),
-      concurrency: positive("concurrency", values.concurrency, true, DEFAULT_CONCURRENCY),
-      adjusted: values.adjusted,
-      baseUrl: normaliseBaseUrl(values.url ?? DEFAULT_BASE_URL),
-      token: values.token,
-      timeoutMs: positive("timeout", values.timeout, false, DEFAULT_TIMEOUT_MS),
-      retries: values.retries === "0" ? 0 : positive("retries", values.retries, true, DEFAULT_RETRIES),
-      stateDir: values["state-dir"] ?? DEFAULT_STATE_DIR,
-      restart: values.restart,
-      report: !values["no-report"],
-      reportTimeoutMs:
-        positive("report-timeout", values["report-timeout"], false, DEFAULT_REPORT_TIMEOUT_S) * 1000,
-    },
-  };
+  if (values.rate !== undefined)
+    return { kind: "rate", rowsPerSecond: positive("rate", values.rate, false, 1) };
+  return { kind: "max" };
 }

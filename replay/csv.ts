@@ -158,6 +158,40 @@ function parseNumber(text: string): number | null {
  */
 export function parseDailyCsv(text: string): ParsedCsv {
   const lines = text.replace(/^\uFEFF/, "").split("\n");
+  const { headerIndex, layout } = readHeader(lines);
+  const candidates: DailyBar[] = [];
+  const unreadable: UnreadableRow[] = [];
+  let dataLines = 0;
+  for (let i = headerIndex + 1; i < lines.length; i++) {
+    const raw = stripCr(lines[i]);
+    if (raw.trim() === "") continue;
+    dataLines++;
+    const row = readRow(raw, i + 1, layout);
+    if ("reason" in row) unreadable.push(row);
+    else candidates.push(row);
+  }
+  const { bars, reversed } = inDateOrder(candidates, unreadable);
+  unreadable.sort((a, b) => a.line - b.line);
+  return {
+    bars,
+    unreadable,
+    dataLines,
+    hasAdjClose: layout.adjIndex !== undefined,
+    hasVolume: layout.volumeIndex !== undefined,
+    reversed,
+  };
+}
+
+/** Where each column is in a row, and how many fields a row needs. */
+interface CsvLayout {
+  at(c: Column): number;
+  adjIndex: number | undefined;
+  volumeIndex: number | undefined;
+  width: number;
+}
+
+/** The first non-blank line is the header; it must name every required column. */
+function readHeader(lines: readonly string[]): { headerIndex: number; layout: CsvLayout } {
   const headerIndex = lines.findIndex(l => l.trim() !== "");
   if (headerIndex < 0) throw new CsvFormatError("the file is empty");
   const header = splitCsvLine(stripCr(lines[headerIndex])).map(h => ALIASES.get(normaliseHeader(h)));
@@ -172,59 +206,63 @@ export function parseDailyCsv(text: string): ParsedCsv {
         `(expected Date,Open,High,Low,Close[,Adj Close][,Volume], got ${JSON.stringify(stripCr(lines[headerIndex]))})`,
     );
   }
-  const at = (c: Column) => columns.get(c) as number;
-  const adjIndex = columns.get("adjclose");
-  const volumeIndex = columns.get("volume");
-  const width = Math.max(...columns.values()) + 1;
+  return {
+    headerIndex,
+    layout: {
+      at: (c: Column) => columns.get(c) as number,
+      adjIndex: columns.get("adjclose"),
+      volumeIndex: columns.get("volume"),
+      width: Math.max(...columns.values()) + 1,
+    },
+  };
+}
 
-  const candidates: DailyBar[] = [];
-  const unreadable: UnreadableRow[] = [];
-  let dataLines = 0;
-  for (let i = headerIndex + 1; i < lines.length; i++) {
-    const raw = stripCr(lines[i]);
-    if (raw.trim() === "") continue;
-    dataLines++;
-    const line = i + 1;
-    const cells = splitCsvLine(raw);
-    if (cells.length < width) {
-      unreadable.push({ line, reason: `has ${cells.length} fields, the header needs at least ${width}` });
-      continue;
-    }
-    const problems: string[] = [];
-    const date = cells[at("date")].trim();
-    const timestamp = parseBarDate(date);
-    if (timestamp === null) problems.push(`Date ${JSON.stringify(date)} is not a date (YYYY-MM-DD)`);
-    const num = (column: Column, index: number): number => {
-      const v = parseNumber(cells[index]);
-      if (v === null)
-        problems.push(`${HEADER_NAME[column]} ${JSON.stringify(cells[index].trim())} is not a number`);
-      return v ?? NaN;
-    };
-    const open = num("open", at("open"));
-    const high = num("high", at("high"));
-    const low = num("low", at("low"));
-    const close = num("close", at("close"));
-    const adjClose = adjIndex === undefined ? null : num("adjclose", adjIndex);
-    const volume = volumeIndex === undefined ? 0 : num("volume", volumeIndex);
-    if (problems.length > 0) {
-      unreadable.push({ line, reason: problems.join("; ") });
-      continue;
-    }
-    candidates.push({
-      line,
-      date,
-      timestamp: timestamp as number,
-      open,
-      high,
-      low,
-      close,
-      adjClose,
-      // The gateway takes whole shares; fractional volumes (crypto, some funds) are rounded.
-      volume: Math.round(volume),
-    });
+/** One data row as a bar, or why it cannot be read. */
+function readRow(raw: string, line: number, layout: CsvLayout): DailyBar | UnreadableRow {
+  const { at, adjIndex, volumeIndex, width } = layout;
+  const cells = splitCsvLine(raw);
+  if (cells.length < width) {
+    return { line, reason: `has ${cells.length} fields, the header needs at least ${width}` };
   }
+  const problems: string[] = [];
+  const date = cells[at("date")].trim();
+  const timestamp = parseBarDate(date);
+  if (timestamp === null) problems.push(`Date ${JSON.stringify(date)} is not a date (YYYY-MM-DD)`);
+  const num = (column: Column, index: number): number => {
+    const v = parseNumber(cells[index]);
+    if (v === null)
+      problems.push(`${HEADER_NAME[column]} ${JSON.stringify(cells[index].trim())} is not a number`);
+    return v ?? NaN;
+  };
+  const open = num("open", at("open"));
+  const high = num("high", at("high"));
+  const low = num("low", at("low"));
+  const close = num("close", at("close"));
+  const adjClose = adjIndex === undefined ? null : num("adjclose", adjIndex);
+  const volume = volumeIndex === undefined ? 0 : num("volume", volumeIndex);
+  if (problems.length > 0) return { line, reason: problems.join("; ") };
+  return {
+    line,
+    date,
+    timestamp: timestamp as number,
+    open,
+    high,
+    low,
+    close,
+    adjClose,
+    // The gateway takes whole shares; fractional volumes (crypto, some funds) are rounded.
+    volume: Math.round(volume),
+  };
+}
 
-  // Some exports list the newest day first; the indicators need the oldest first.
+/**
+ * The bars oldest first (some exports list the newest day first; the indicators need the oldest
+ * first); a bar not after the one before it goes to `unreadable`.
+ */
+function inDateOrder(
+  candidates: DailyBar[],
+  unreadable: UnreadableRow[],
+): { bars: DailyBar[]; reversed: boolean } {
   const reversed =
     candidates.length > 1 && candidates[0].timestamp > candidates[candidates.length - 1].timestamp;
   if (reversed) candidates.reverse();
@@ -240,15 +278,7 @@ export function parseDailyCsv(text: string): ParsedCsv {
     }
     bars.push(bar);
   }
-  unreadable.sort((a, b) => a.line - b.line);
-  return {
-    bars,
-    unreadable,
-    dataLines,
-    hasAdjClose: adjIndex !== undefined,
-    hasVolume: volumeIndex !== undefined,
-    reversed,
-  };
+  return { bars, reversed };
 }
 
 function stripCr(line: string): string {

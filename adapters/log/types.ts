@@ -2,6 +2,9 @@
  * The partitioned, ordered message log the system is built on: Kafka in production, an
  * in-process log with the same partition and offset semantics in embedded mode. Services see
  * only this interface, so both run the same code path.
+ *
+ * Types only, so no test of its own: the implementations' tests (test/unit/adapters/log/,
+ * test/integration/adapters/log/) hold them to it.
  */
 
 export interface LogRecord {

@@ -3,6 +3,9 @@
  * record of every state (table `actor_state`, written with the results); a cached state is used
  * only when it is that very state (same symbol, seq and offset), so a cache that is emptied,
  * rolled back or written late by a node that lost the partition costs a read, never a result.
+ *
+ * Types only, so no test of its own: test/support/snapshot-store-contract.ts holds both
+ * implementations to it.
  */
 export interface SnapshotEntry {
   symbol: string;

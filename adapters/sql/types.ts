@@ -1,4 +1,9 @@
-/** What services need from SQL: parameterised queries and transactions. Postgres or PGlite. */
+/**
+ * What services need from SQL: parameterised queries and transactions. Postgres or PGlite.
+ *
+ * Types only, so no test of its own: the clients' tests (pglite-client, postgres-client) hold
+ * both to it.
+ */
 export interface QueryResult<T> {
   rows: T[];
   rowCount: number;

@@ -2,42 +2,42 @@ import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Servers } from "./stack";
+import { ROOT, unique, type BenchStack } from "./stack";
 
-/** This checkout. */
-export const ROOT = path.resolve(__dirname, "../..");
-
-/** The environment of an actors node (bin/start.ts, SERVICES=actors) on a topic, group and database of its own. */
-export function actorsEnv(
-  servers: Servers,
-  run: { topic: string; groupId: string; partitions: number; databaseUrl: string },
-): Record<string, string> {
-  return {
+/** A consumer group and a database of their own on `topic` (all removed at the end), and an actors node's environment for them. */
+export async function actorsRun(stack: BenchStack, topic: string, prefix: string) {
+  const groupId = unique(`${prefix}_group`);
+  stack.atEnd(() => stack.dropKeys(stack.cacheKeys(`${groupId}:${topic}`)));
+  const databaseUrl = await stack.database(prefix);
+  const env = {
     SERVICES: "actors",
-    KAFKA_BROKERS: servers.brokers,
-    KAFKA_TOPIC: run.topic,
-    KAFKA_GROUP_ID: run.groupId,
-    KAFKA_PARTITIONS: String(run.partitions),
-    DATABASE_URL: run.databaseUrl,
-    REDIS_URL: servers.redisUrl,
+    KAFKA_BROKERS: stack.servers.brokers,
+    KAFKA_TOPIC: topic,
+    KAFKA_GROUP_ID: groupId,
+    KAFKA_PARTITIONS: String(stack.partitions),
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: stack.servers.redisUrl,
     METRICS_PORT: "0",
     DEMO_FEED: "0",
     // Info, to see the partition assignment.
     LOG_LEVEL: "info",
   };
+  return { topic, groupId, databaseUrl, env };
 }
 
+export type ActorsRun = Awaited<ReturnType<typeof actorsRun>>;
+
 export interface ActorsProcessOptions {
-  env: Record<string, string>;
-  /** Node's arguments before bin/start.ts, the TypeScript hook among them (`--import tsx`). */
-  nodeArgs: string[];
   /** The checkout whose bin/start.ts runs (default: this one). */
   root?: string;
-  /** Each line the process prints. */
+  /** Modules loaded before bin/start.ts, in its process. */
+  preload?: string[];
+  /** Where `node --cpu-prof` writes the process's CPU profile. */
+  profileDir?: string;
   onLine?: (line: string) => void;
 }
 
-/** An actors node of a checkout in a process of its own, as in production: its work shares no event loop with the bench's. */
+/** An actors node in a process of its own, as in production: its work shares no event loop with the bench's. */
 export class ActorsProcess {
   private readonly child: ChildProcess;
   private readonly exited: Promise<void>;
@@ -46,26 +46,29 @@ export class ActorsProcess {
   /** Its last 50 lines, for the error when it fails. */
   readonly tail: string[] = [];
 
-  constructor(o: ActorsProcessOptions) {
+  /** bin/start.ts through tsx's require hook, in `env` and nothing else of the bench's environment. */
+  constructor(env: Record<string, string>, o: ActorsProcessOptions = {}) {
     const root = o.root ?? ROOT;
-    this.child = spawn(process.execPath, [...o.nodeArgs, path.join(root, "bin/start.ts")], {
+    const profile = o.profileDir ? ["--cpu-prof", `--cpu-prof-dir=${o.profileDir}`] : [];
+    const preload = (o.preload ?? []).flatMap(module => ["--require", module]);
+    const args = [...profile, "--require", "tsx/cjs", ...preload, path.join(root, "bin/start.ts")];
+    const child = spawn(process.execPath, args, {
       cwd: root,
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...o.env },
+      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const read = (chunk: Buffer) => {
-      for (const line of chunk.toString().split("\n")) {
-        if (!line) continue;
+      for (const line of chunk.toString().split("\n").filter(Boolean)) {
         if (this.assignedAt === null && /assigned partitions \[\d/.test(line))
           this.assignedAt = performance.now();
         o.onLine?.(line);
-        this.tail.push(line);
-        if (this.tail.length > 50) this.tail.shift();
+        if (this.tail.push(line) > 50) this.tail.shift();
       }
     };
-    this.child.stdout!.on("data", read);
-    this.child.stderr!.on("data", read);
-    this.exited = new Promise(resolve => this.child.on("exit", () => resolve()));
+    child.stdout.on("data", read);
+    child.stderr.on("data", read);
+    this.exited = new Promise(resolve => child.on("exit", () => resolve()));
+    this.child = child;
   }
 
   get pid(): number {
@@ -74,7 +77,7 @@ export class ActorsProcess {
   }
 
   /** Fails with the process's last lines if it exited, or did not get there by `deadline` (Date.now()). */
-  assertAlive(deadline = Infinity, what = "too late"): void {
+  assertAlive(deadline: number, what: string): void {
     if (this.child.exitCode !== null) throw new Error(`actors process exited:\n${this.tail.join("\n")}`);
     if (Date.now() > deadline) throw new Error(`${what}:\n${this.tail.join("\n")}`);
   }
@@ -87,10 +90,6 @@ export class ActorsProcess {
       await sleep(5);
     }
     return this.assignedAt;
-  }
-
-  signal(name: NodeJS.Signals): void {
-    this.child.kill(name);
   }
 
   /** SIGTERM, and the exit; SIGKILL if it has not exited after `killAfterMs`. */

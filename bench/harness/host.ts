@@ -1,11 +1,29 @@
 import type { LogBatch, LogMessage } from "../../adapters/log/types";
+import type { PriceTick } from "../../domain/messages";
 import type { Logger } from "../../lib/logger";
 import { ActorHost, type ActorHostOptions, type HostObserver } from "../../runtime/host/actor-host";
-import { SETTINGS } from "./ticks";
+import { DEFAULTS, SETTINGS } from "./ticks";
 
-/** An ActorHost's partition loops run in this process, handed batches directly: no Kafka, nothing to commit. */
-export function directHost(options: Omit<ActorHostOptions, "settings" | "commit">): ActorHost {
-  return new ActorHost({ settings: SETTINGS, commit: async () => undefined, ...options });
+/**
+ * An ActorHost whose partition loops run in this process, handed batches directly (no Kafka, nothing
+ * to commit), with the actors service's defaults where `options` does not say otherwise.
+ */
+export function directHost(
+  options: Pick<ActorHostOptions, "results" | "snapshots" | "partitionCount"> & Partial<ActorHostOptions>,
+): ActorHost {
+  const defaults = { ...DEFAULTS.actors, settings: SETTINGS, logger: quietLogger };
+  return new ActorHost({ ...defaults, commit: async () => undefined, ...options });
+}
+
+/** A price tick as the log hands it over, keyed by its symbol. */
+export function tickMessage(partition: number, offset: number, tick: PriceTick): LogMessage {
+  return {
+    partition,
+    offset,
+    key: tick.stock_symbol,
+    value: Buffer.from(JSON.stringify(tick)),
+    timestamp: Date.now(),
+  };
 }
 
 /** A batch of `messages` as the log hands one over, to a member that keeps its partition. */
@@ -14,11 +32,7 @@ export function logBatch(partition: number, messages: LogMessage[], highWatermar
 }
 
 /** Seconds the partition loops spent applying ticks, in Postgres transactions and writing the cache. */
-export interface PhaseTimes {
-  apply: number;
-  persist: number;
-  snapshot: number;
-}
+export type PhaseTimes = { apply: number; persist: number; snapshot: number };
 
 /** Adds the host's own phase timings to `times` while `counting()` says so. */
 export function phaseObserver(times: PhaseTimes, counting: () => boolean = () => true): HostObserver {

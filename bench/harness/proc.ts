@@ -1,5 +1,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import fs from "node:fs";
+import v8 from "node:v8";
+import vm from "node:vm";
 
 /** The processes of this machine: what they used (Linux /proc), and node child processes run to their end. */
 
@@ -25,14 +27,7 @@ export function cpuByProcess(): CpuReading {
 }
 
 /** CPU seconds used between two readings, by who used them. */
-export interface CpuUse {
-  actors: number;
-  postgres: number;
-  kafka: number;
-  other: number;
-}
-
-export function cpuUsedBetween(before: CpuReading, after: CpuReading, actorsPid: number): CpuUse {
+export function cpuUsedBetween(before: CpuReading, after: CpuReading, actorsPid: number) {
   const used = { actors: 0, postgres: 0, kafka: 0, other: 0 };
   for (const [pid, a] of after) {
     const d = a.seconds - (before.get(pid)?.seconds ?? 0);
@@ -47,34 +42,36 @@ export function cpuUsedBetween(before: CpuReading, after: CpuReading, actorsPid:
 
 /** A process's resident set size in bytes. */
 export function rssOf(pid: number): number {
-  try {
-    const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-    if (kb) return Number(kb[1]) * 1024;
-  } catch {
-    // Not Linux: ps below.
-  }
-  return (
-    Number(
-      execFileSync("ps", ["-o", "rss=", "-p", String(pid)])
-        .toString()
-        .trim(),
-    ) * 1024
-  );
+  const kib = execFileSync("ps", ["-o", "rss=", "-p", String(pid)]).toString();
+  return Number(kib.trim()) * 1024;
 }
 
-/** Runs node with `args` until it exits, collecting what it printed. */
-export function runNode(
-  args: string[],
-  cwd?: string,
-): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
-    child.on("error", reject);
-    child.on("exit", code => resolve({ code, out, err }));
-  });
+/** CPU microseconds (user + system, all threads) this process used since `start` (process.cpuUsage()). */
+export function cpuMicrosSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return used.user + used.system;
+}
+
+/** Runs node with `args` until it exits; the JSON after `prefix` on the last line it printed that starts so. */
+export async function nodeJson<T>(what: string, args: string[], prefix = "", cwd?: string): Promise<T> {
+  const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve, reject) =>
+    child.on("error", reject).on("exit", resolve),
+  );
+  const line = out
+    .split("\n")
+    .filter(l => l.trim() && l.startsWith(prefix))
+    .pop();
+  if (code !== 0 || line === undefined) throw new Error(`${what} exited with ${code}:\n${err}\n${out}`);
+  return JSON.parse(line.slice(prefix.length)) as T;
+}
+
+/** A full garbage collection in this process, without --expose-gc on its command line. */
+export function collectGarbage(): void {
+  v8.setFlagsFromString("--expose-gc");
+  (vm.runInNewContext("gc") as () => void)();
 }

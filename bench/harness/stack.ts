@@ -1,9 +1,16 @@
 import { randomBytes } from "node:crypto";
+import fs from "node:fs";
+import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import Redis from "ioredis";
 import { Kafka, logLevel, Partitioners, type Admin, type Producer } from "kafkajs";
 import pg from "pg";
+import { migrate } from "../../adapters/sql/migrate";
+import { PostgresClient } from "../../adapters/sql/postgres-client";
 import type { PriceTick } from "../../domain/messages";
+
+/** This checkout. */
+export const ROOT = path.resolve(__dirname, "../..");
 
 /** A name no other run uses: the benches share the servers with tests and with each other. */
 export const unique = (prefix: string) =>
@@ -64,27 +71,22 @@ export class BenchStack {
     return topic;
   }
 
-  /** A fresh database; returns its URL. */
-  async database(prefix: string): Promise<string> {
+  /** A fresh database, with the migrations applied when `migrated`; returns its URL. */
+  async database(prefix: string, migrated = false): Promise<string> {
     const name = unique(prefix).toLowerCase();
-    await this.adminSql(`CREATE DATABASE ${name}`);
-    this.atEnd(() => this.adminSql(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
-    return this.servers.postgresUrl.replace(/\/[^/]*$/, `/${name}`);
-  }
-
-  async adminSql<T extends pg.QueryResultRow>(text: string): Promise<T[]> {
-    const client = new pg.Client({ connectionString: this.servers.postgresUrl });
-    await client.connect();
-    try {
-      return (await client.query<T>(text)).rows;
-    } finally {
-      await client.end();
+    await sqlOnce(this.servers.postgresUrl, `CREATE DATABASE ${name}`);
+    this.atEnd(() => sqlOnce(this.servers.postgresUrl, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
+    const url = this.servers.postgresUrl.replace(/\/[^/]*$/, `/${name}`);
+    if (migrated) {
+      const db = new PostgresClient(url, 1);
+      await migrate(db).finally(() => db.close());
     }
+    return url;
   }
 
-  /** The keys a RedisSnapshotStore with `prefix` keeps, one hash per partition and kind. */
-  cacheKeys(prefix: string, kinds: readonly string[] = ["actors"]): string[] {
-    return Array.from({ length: this.partitions }, (_, p) => kinds.map(k => `{${prefix}:${p}}:${k}`)).flat();
+  /** The keys a RedisSnapshotStore with `prefix` keeps, one hash per partition. */
+  cacheKeys(prefix: string): string[] {
+    return Array.from({ length: this.partitions }, (_, p) => `{${prefix}:${p}}:actors`);
   }
 
   async dropKeys(keys: string[]): Promise<void> {
@@ -136,21 +138,28 @@ export class BenchStack {
     const producer = await this.producer();
     try {
       for (let sent = 0; sent < ticks.length; sent += 1000) {
-        const messages = ticks
-          .slice(sent, sent + 1000)
-          .map(t => ({ key: t.stock_symbol, value: JSON.stringify(t) }));
-        await producer.send({ topic, acks: -1, messages });
+        await producer.send({ topic, acks: -1, messages: keyedBySymbol(ticks.slice(sent, sent + 1000)) });
       }
     } finally {
       await producer.disconnect();
     }
   }
 
-  async serverVersions(): Promise<{ postgres: string; redis: string }> {
-    const [pgVersion] = await this.adminSql<{ v: string }>("SELECT current_setting('server_version') AS v");
+  /** The servers' versions, for a bench's header. */
+  async serversLine(): Promise<string> {
+    const [postgres] = await sqlOnce<{ server_version: string }>(
+      this.servers.postgresUrl,
+      "SHOW server_version",
+    );
     const redis = new Redis(this.servers.redisUrl);
     const info = await redis.info("server").finally(() => redis.quit());
-    return { postgres: pgVersion.v, redis: /redis_version:(\S+)/.exec(info)?.[1] ?? "?" };
+    // The local stack's broker (stack/stack.sh) names its version in its jar.
+    const libs = path.join(ROOT, ".stack/kafka/libs");
+    const jar = fs.existsSync(libs)
+      ? fs.readdirSync(libs).find(f => /^kafka-server-[\d.]+\.jar$/.test(f))
+      : undefined;
+    const kafka = jar?.replace(/^kafka-server-|\.jar$/g, "") ?? "?";
+    return `Kafka ${kafka} (KRaft, 1 broker), Postgres ${postgres.server_version}, Redis ${/redis_version:(\S+)/.exec(info)?.[1] ?? "?"}; loopback`;
   }
 
   async close(): Promise<void> {
@@ -159,14 +168,23 @@ export class BenchStack {
   }
 }
 
+/** Kafka messages of price ticks, keyed by symbol (so each symbol's stay on one partition, in order). */
+export const keyedBySymbol = (ticks: readonly PriceTick[]) =>
+  ticks.map(t => ({ key: t.stock_symbol, value: JSON.stringify(t) }));
+
+/** One statement on a connection of its own. */
+async function sqlOnce<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<T>(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
 /** Fails unless the database at `databaseUrl` holds `count` tick rows. */
 export async function expectTicks(databaseUrl: string, count: number, what: string): Promise<void> {
-  const db = new pg.Client({ connectionString: databaseUrl });
-  await db.connect();
-  try {
-    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM ticks");
-    if (Number(rows[0].n) !== count) throw new Error(`${what}: expected ${count} rows, found ${rows[0].n}`);
-  } finally {
-    await db.end();
-  }
+  const [{ n }] = await sqlOnce<{ n: string }>(databaseUrl, "SELECT count(*) AS n FROM ticks");
+  if (Number(n) !== count) throw new Error(`${what}: expected ${count} rows, found ${n}`);
 }

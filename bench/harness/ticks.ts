@@ -1,14 +1,11 @@
 import type { PriceTick } from "../../domain/messages";
-import type { IndicatorSettings } from "../../domain/symbol-actor";
+import { loadConfig } from "../../lib/config";
 
-/** The default indicator settings (lib/config.ts): SMA 20, EMA 20, RSI 14, 30/70. */
-export const SETTINGS: IndicatorSettings = {
-  smaPeriod: 20,
-  emaPeriod: 20,
-  rsiPeriod: 14,
-  rsiOversold: 30,
-  rsiOverbought: 70,
-};
+/** A node's configuration with nothing set: every default. */
+export const DEFAULTS = loadConfig({});
+
+/** The default indicator settings: SMA 20, EMA 20, RSI 14, 30/70. */
+export const SETTINGS = DEFAULTS.indicators;
 
 /** mulberry32, so every run measures the same input. */
 export function seededRandom(seed: number): () => number {
@@ -38,5 +35,22 @@ export function randomWalkTick(
     low: Math.min(open, close) * (1 - random() * 0.002),
     volume: Math.floor(random() * 10_000),
     timestamp,
+  };
+}
+
+/**
+ * Random walks of the symbols `names` from prices between 20 and 320, one tick of each in turn (as a
+ * partition interleaves them) or, with `shuffled`, of a random one each time; the clock moves a second
+ * per `names.length` ticks.
+ */
+export function tickWalk(names: readonly string[], seed: number, shuffled = false): () => PriceTick {
+  const random = seededRandom(seed);
+  const price = names.map(() => 20 + random() * 300);
+  let n = 0;
+  return () => {
+    const s = shuffled ? Math.floor(random() * names.length) : n % names.length;
+    const tick = randomWalkTick(random, names[s], price[s], 1_700_000_000 + Math.floor(n++ / names.length));
+    price[s] = tick.closing_price;
+    return tick;
   };
 }

@@ -89,9 +89,9 @@ export const api = {
     return body.ticks.map(historyTick).filter(t => t.time !== null);
   },
 
-  /** Signals, newest first. */
-  signals: async ({ symbol, limit = 100 } = {}) =>
-    (await getJson(`api/signals${query({ symbol, limit })}`)).map(toSignal),
+  /** Signals, newest first; `from` (ISO 8601 or epoch seconds) keeps those at or after it. */
+  signals: async ({ symbol, from, limit = 100 } = {}) =>
+    (await getJson(`api/signals${query({ symbol, from, limit })}`)).map(toSignal),
 
   /** The live actor of a symbol, from the node that owns it (its indicator settings included). */
   liveState: symbol => getJson(`api/symbols/${encodeURIComponent(symbol)}`),

@@ -13,7 +13,8 @@ export class LiveConnection {
    * @param {object} handlers
    * @param {(state: string, detail: object) => void} handlers.onState
    * @param {(message: object) => void} handlers.onMessage
-   * @param {(opens: number) => void} handlers.onOpen called on every open; `opens` counts them from 1
+   * @param {(opens: number, detail: {lostAt: number | null}) => void} handlers.onOpen called on
+   *   every open; `opens` counts them from 1, `lostAt` is when the last open socket closed (ms)
    */
   constructor({ onState, onMessage, onOpen }) {
     this.onState = onState;
@@ -27,6 +28,8 @@ export class LiveConnection {
     this.heartbeatTimer = null;
     this.heartbeats = false;
     this.nextRetryAt = null;
+    /** Date.now() when the last socket that had opened closed: what the page missed began then. */
+    this.lostAt = null;
   }
 
   start() {
@@ -51,12 +54,14 @@ export class LiveConnection {
       return;
     }
     this.socket = socket;
+    let opened = false;
     socket.addEventListener("open", () => {
       if (this.socket !== socket) return;
+      opened = true;
       this.attempt = 0;
       this.opens += 1;
       // First the page learns it must reload, then that it is live (which restarts its polling).
-      this.onOpen(this.opens);
+      this.onOpen(this.opens, { lostAt: this.lostAt });
       this.setState("live");
     });
     socket.addEventListener("message", event => {
@@ -77,6 +82,7 @@ export class LiveConnection {
     socket.addEventListener("close", () => {
       if (this.socket !== socket) return;
       this.socket = null;
+      if (opened) this.lostAt = Date.now();
       window.clearTimeout(this.heartbeatTimer);
       this.scheduleRetry();
     });

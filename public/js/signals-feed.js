@@ -6,6 +6,18 @@ const MAX_ITEMS = 100;
 const MAX_TOASTS = 3;
 const TOAST_MS = 6000;
 
+/** "BUY TSLA": what a toast or a desktop notification leads with. */
+export const signalTitle = signal => `${signal.side.toUpperCase()} ${signal.symbol}`;
+
+/** "at 236.86: RSI 23.5 entered the oversold zone": the rest of the server's line, in the viewer's number format. */
+export function signalDetail(signal) {
+  const zone = signal.side === "buy" ? "oversold" : "overbought";
+  return `at ${fmt.price(signal.price)}: RSI ${fmt.rsi(signal.rsi)} entered the ${zone} zone`;
+}
+
+/** A signal's identity: its symbol's tick that emitted it. */
+const keyOf = signal => `${signal.symbol}/${signal.seq}`;
+
 export class SignalsFeed {
   /**
    * @param {object} parts
@@ -30,15 +42,34 @@ export class SignalsFeed {
     this.render();
   }
 
-  /** Adds a live signal; a toast tells about it unless it was known already. */
+  /** Adds a live signal; a toast tells about it unless it was known already. Whether it was new. */
   add(signal, message) {
-    if (!this.remember(signal)) return;
+    if (!this.remember(signal)) return false;
     this.render();
     this.toast(signal, message);
+    return true;
+  }
+
+  /**
+   * Adds signals that arrived while the page was disconnected, as `add` would have, but renders
+   * once and toasts only the newest few (older toasts would be pushed out at once). Returns
+   * the ones that were new, oldest first.
+   */
+  merge(signals) {
+    const fresh = [...signals].sort((a, b) => a.time - b.time).filter(s => this.remember(s));
+    if (fresh.length === 0) return fresh;
+    this.render();
+    for (const s of fresh.slice(-MAX_TOASTS)) this.toast(s, null);
+    return fresh;
+  }
+
+  /** The event time of the newest signal held (epoch seconds), or null. */
+  get newestTime() {
+    return this.items[0]?.time ?? null;
   }
 
   remember(signal) {
-    const key = `${signal.symbol}/${signal.seq}`;
+    const key = keyOf(signal);
     if (this.keys.has(key)) return false;
     this.keys.add(key);
     this.items.unshift(signal);
@@ -78,16 +109,10 @@ export class SignalsFeed {
 
   toast(signal, message) {
     const close = () => toast.remove();
-    const zone = signal.side === "buy" ? "oversold" : "overbought";
     const toast = el(
       "div",
       { class: `toast ${signal.side}`, title: message ?? "" },
-      el(
-        "span",
-        {},
-        el("strong", {}, `${signal.side.toUpperCase()} ${signal.symbol}`),
-        ` at ${fmt.price(signal.price)}: RSI ${fmt.rsi(signal.rsi)} entered the ${zone} zone`,
-      ),
+      el("span", {}, el("strong", {}, signalTitle(signal)), ` ${signalDetail(signal)}`),
       el("button", { type: "button", class: "close", "aria-label": "Dismiss", onclick: close }, "×"),
     );
     this.toasts.prepend(toast);

@@ -84,7 +84,7 @@ export async function retryWhileOwned<T>(
   step: { what: string; dependency: Dependency },
   fn: () => Promise<T>,
 ): Promise<T> {
-  let delay = 100;
+  let delay = Math.min(100, bounds.maxBackoffMs);
   for (;;) {
     if (!batch.isActive()) {
       watch.end("the partition is no longer ours");

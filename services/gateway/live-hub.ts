@@ -1,4 +1,5 @@
 import type { Server } from "node:http";
+import { performance } from "node:perf_hooks";
 import { WebSocket, WebSocketServer } from "ws";
 import type { TickResult } from "../../domain/symbol-actor";
 import type { SignalNotification } from "../contracts";
@@ -13,22 +14,28 @@ interface Client {
 }
 
 /**
- * Live updates over WebSocket at `/ws`. Ticks are coalesced to the newest per symbol and sent
- * at most every `flushMs` (a dashboard needs the current value, not every tick); signal
- * notifications are sent at once. Messages: `{type: "ticks", ticks: [...]}` and
- * `{type: "signal", signal, message}`.
+ * Live updates over WebSocket at `/ws`. Ticks are coalesced to the newest per symbol: the first
+ * tick after a quiet spell goes out on the next turn of the event loop (with whatever else the
+ * same turn published), and after that at most one `ticks` message leaves every `minIntervalMs`,
+ * carrying the newest tick of each symbol that moved meanwhile. A dashboard needs the current
+ * value soon, not every tick: a busy market costs a browser at most 1000 / minIntervalMs
+ * messages a second, a quiet one no waiting. Signal notifications are sent at once. Messages:
+ * `{type: "ticks", ticks: [...]}` and `{type: "signal", signal, message}`.
  */
 export class LiveHub {
   private readonly wss: WebSocketServer;
   private readonly clients = new Set<Client>();
   private pending = new Map<string, TickResult>();
-  private readonly timer: NodeJS.Timeout;
+  /** Cancels the next flush, while one is due: at most one is scheduled at a time. */
+  private cancelFlush: (() => void) | null = null;
+  /** performance.now() of the last flush that sent ticks; the next waits until minIntervalMs after it. */
+  private lastFlushAt = -Infinity;
   private readonly heartbeat: NodeJS.Timeout;
 
   constructor(
     server: Server,
     private readonly onClients: (count: number) => void = () => undefined,
-    flushMs = 250,
+    private readonly minIntervalMs = 50,
     heartbeatMs = 15000,
   ) {
     this.wss = new WebSocketServer({ server, path: "/ws", maxPayload: 64 * 1024 });
@@ -55,8 +62,6 @@ export class LiveHub {
       socket.on("error", () => socket.terminate());
       socket.send(JSON.stringify({ type: "hello", symbols: client.symbols ? [...client.symbols] : "all" }));
     });
-    this.timer = setInterval(() => this.flush(), flushMs);
-    this.timer.unref();
     // A quiet market is not a dead connection: browsers learn the difference from this beat
     // (a proxy that silently dropped the socket stops it).
     this.heartbeat = setInterval(() => {
@@ -87,6 +92,29 @@ export class LiveHub {
       const known = this.pending.get(t.symbol);
       if (!known || known.seq < t.seq) this.pending.set(t.symbol, t);
     }
+    if (this.pending.size > 0) this.scheduleFlush();
+  }
+
+  /**
+   * setImmediate rather than an immediate send: the ticks published in the same turn (one batch's
+   * `stock.analysed`, several partitions' at once) leave as one message.
+   */
+  private scheduleFlush(): void {
+    if (this.cancelFlush) return;
+    const wait = this.lastFlushAt + this.minIntervalMs - performance.now();
+    const run = () => {
+      this.cancelFlush = null;
+      this.flush();
+    };
+    if (wait > 0) {
+      const timer = setTimeout(run, wait).unref();
+      this.cancelFlush = () => clearTimeout(timer);
+    } else {
+      // Not unref'd: an unref'd immediate does not keep the loop from blocking in its poll for I/O,
+      // so it would wait for the next unrelated timer or packet.
+      const immediate = setImmediate(run);
+      this.cancelFlush = () => clearImmediate(immediate);
+    }
   }
 
   publishSignal(notification: SignalNotification): void {
@@ -99,6 +127,12 @@ export class LiveHub {
 
   private flush(): void {
     if (this.pending.size === 0) return;
+    // A timer may fire a fraction of a millisecond early: the interval is kept by this clock.
+    if (performance.now() - this.lastFlushAt < this.minIntervalMs) {
+      this.scheduleFlush();
+      return;
+    }
+    this.lastFlushAt = performance.now();
     const ticks = [...this.pending.values()];
     this.pending = new Map();
     let all: string | null = null;
@@ -119,7 +153,9 @@ export class LiveHub {
   }
 
   close(): Promise<void> {
-    clearInterval(this.timer);
+    this.cancelFlush?.();
+    this.cancelFlush = null;
+    this.pending = new Map();
     clearInterval(this.heartbeat);
     for (const c of this.clients) c.socket.terminate();
     this.clients.clear();

@@ -8,9 +8,9 @@ import { applyChunk, parseLogMessage } from "../../../runtime/apply-chunk";
 import { ResultsQueries } from "../../../runtime/store/results-queries";
 import { ResultsStore } from "../../../runtime/store/results-store";
 import { freshDatabase } from "../../support/stack";
-import { extremeStream, VOL } from "../../unit/runtime/support/extreme-stream";
-import { committed, runHostToTheEnd, totalVolumeReads } from "../../unit/runtime/support/host-phase";
-import { PARTITIONS, SETTINGS } from "../../unit/runtime/support/host-stream";
+import { extremeStream, VOL } from "../../unit/runtime/host/support/extreme-stream";
+import { committed, runHostToTheEnd, totalVolumeReads } from "../../unit/runtime/host/support/host-phase";
+import { PARTITIONS, SETTINGS } from "../../unit/runtime/host/support/host-stream";
 import { openDatabase } from "./harness";
 
 jest.setTimeout(120000);

@@ -51,15 +51,26 @@ export class BrowserSession {
     });
     const page = context.pages()[0] ?? (await context.newPage());
     const session = new BrowserSession(context, page, profile);
+    session.watch(page);
+    return session;
+  }
+
+  /** Another tab of the same browser (same profile and permissions), its errors kept with the first's. */
+  async newPage(): Promise<Page> {
+    const page = await this.context.newPage();
+    this.watch(page);
+    return page;
+  }
+
+  private watch(page: Page): void {
     page.on("console", m => {
-      if (m.type() === "error") session.errors.push(`console: ${m.text()}`);
+      if (m.type() === "error") this.errors.push(`console: ${m.text()}`);
     });
-    page.on("pageerror", err => session.errors.push(`page error: ${err.message}`));
+    page.on("pageerror", err => this.errors.push(`page error: ${err.message}`));
     page.on("response", res => {
       if (res.status() >= 400)
-        session.failedResponses.push(`${res.status()} ${res.request().method()} ${res.url()}`);
+        this.failedResponses.push(`${res.status()} ${res.request().method()} ${res.url()}`);
     });
-    return session;
   }
 
   async screenshot(name: string): Promise<string> {

@@ -1,4 +1,5 @@
-import type { Page } from "playwright-core";
+import { performance } from "node:perf_hooks";
+import type { Page, WebSocketRoute } from "playwright-core";
 import { AppProcess } from "../../support/processes";
 import { freePort } from "../../support/ports";
 import { waitFor } from "../../support/stack";
@@ -8,9 +9,14 @@ import { BrowserSession, chromiumAvailable } from "./browser";
 interface Snapshot {
   ready: boolean;
   connection: "connecting" | "live" | "reconnecting";
+  /** From a reconnect until the page has caught up and reloaded what the REST API knows. */
+  resyncing: boolean;
   selected: string | null;
   symbols: string[];
   signals: number;
+  /** The feed's signals, newest first, as `${symbol}-${seq}`. */
+  signalIds: string[];
+  notifications: { enabled: boolean; state: string; shown: number };
   thresholds: { oversold: number; overbought: number };
   timeZone: string;
   chart: {
@@ -37,12 +43,24 @@ interface Snapshot {
 /** The browser globals these tests read inside the page (the project's TypeScript has no DOM library). */
 interface PageGlobals {
   __dashboard?: { snapshot(): Snapshot };
+  /** What recordNotifications() saw the page show. */
+  __notifications?: ShownNotification[];
+  Notification: new (title: string, options?: { body?: string; tag?: string }) => object;
+  Event: new (type: string) => object;
   document: {
     documentElement: { scrollWidth: number };
     activeElement: { dataset?: { symbol?: string } } | null;
+    visibilityState: string;
+    dispatchEvent(event: object): boolean;
   };
   innerWidth: number;
   requestAnimationFrame(callback: () => void): number;
+}
+
+interface ShownNotification {
+  title: string;
+  body: string | null;
+  tag: string | null;
 }
 
 interface ApiSignal {
@@ -68,6 +86,70 @@ function minuteTicks(symbol: string, closes: number[], end: number) {
       timestamp: end - (closes.length - 1 - i) * 60,
     };
   });
+}
+
+/**
+ * An init script: every desktop notification the page shows is recorded (title, body, tag) and
+ * still shown by the browser's own Notification, whose permission and statics it inherits.
+ */
+function recordNotifications(): void {
+  const g = globalThis as unknown as PageGlobals;
+  const Real = g.Notification;
+  const shown: ShownNotification[] = [];
+  class Recorded extends Real {
+    constructor(title: string, options?: { body?: string; tag?: string }) {
+      super(title, options);
+      shown.push({ title, body: options?.body ?? null, tag: options?.tag ?? null });
+    }
+  }
+  Object.defineProperty(g, "Notification", { value: Recorded, configurable: true, writable: true });
+  Object.defineProperty(g, "__notifications", { value: shown });
+}
+
+const notificationsShown = (page: Page) =>
+  page.evaluate(() => (globalThis as unknown as PageGlobals).__notifications ?? []);
+
+/**
+ * Hides the tab as the page sees it. Headless Chromium keeps every tab visible: another tab in
+ * front, a minimised window and a target opened in the background all leave
+ * `document.visibilityState` "visible" (tried with this Chromium). So the test overrides the
+ * property the page reads and fires the event the browser would, then checks the page sees it.
+ */
+async function setHidden(page: Page, hidden: boolean): Promise<void> {
+  const state = await page.evaluate(hidden => {
+    const g = globalThis as unknown as PageGlobals;
+    const visibility = hidden ? "hidden" : "visible";
+    Object.defineProperty(g.document, "visibilityState", { configurable: true, get: () => visibility });
+    Object.defineProperty(g.document, "hidden", { configurable: true, get: () => hidden });
+    g.document.dispatchEvent(new g.Event("visibilitychange"));
+    return g.document.visibilityState;
+  }, hidden);
+  expect(state).toBe(hidden ? "hidden" : "visible");
+}
+
+/**
+ * Routes the page's /ws through Playwright, so the test can cut it: `cut()` closes the open
+ * socket and closes every new one before it opens (as a dead network path would) until
+ * `restore()`. Chromium's offline emulation cannot do this: it leaves an open WebSocket open.
+ */
+async function cuttableLiveSocket(page: Page) {
+  let cut = false;
+  const open = new Set<WebSocketRoute>();
+  await page.routeWebSocket(/\/ws$/, ws => {
+    if (cut) return ws.close({ code: 1001, reason: "cut by the test" });
+    open.add(ws.connectToServer());
+  });
+  return {
+    cut: async () => {
+      cut = true;
+      // Closing the server's side closes the page's too (Playwright forwards it).
+      await Promise.all([...open].map(server => server.close()));
+      open.clear();
+    },
+    restore: () => {
+      cut = false;
+    },
+  };
 }
 
 function snapshot(page: Page): Promise<Snapshot | null> {
@@ -348,6 +430,151 @@ describeInBrowser("live dashboard in Chromium", () => {
       /RSI rule .* \(1 trade, 1 open\) vs buy-and-hold .* 9 ticks/,
     );
     await session.screenshot("signals-1280");
+    expect(session.errors).toEqual([]);
+  });
+
+  it("notifies on the desktop, once switched on, each signal that arrives while the tab is hidden", async () => {
+    await session.context.grantPermissions(["notifications"], { origin: base });
+    const tab = await session.newPage();
+    await tab.addInitScript(recordNotifications);
+    await tab.goto(`${base}/`);
+    await until(tab, "the dashboard in a second tab", s => s.ready && s.connection === "live");
+    const toggle = tab.getByRole("switch", { name: "Desktop notifications" });
+    const status = tab.locator("#desktop-notifications-status");
+    expect(await toggle.isChecked()).toBe(false);
+    expect(await status.innerText()).toMatch(/^Off\./);
+    await toggle.check();
+    await until(tab, "notifications switched on", s => s.notifications.enabled);
+    expect(await status.innerText()).toMatch(/^On:/);
+
+    // RSI(3) of this path: a sell at the 4th tick, a buy at the 7th.
+    const path = minuteTicks("NOTE", [100, 102, 104, 106, 108, 104, 99], lastMinute);
+    await ingest(path.slice(0, 4));
+    await until(tab, "NOTE's sell in the feed", s => s.signalIds.includes("NOTE-4"));
+    // Visible: the toast is the only cue.
+    expect(await tab.locator("#toasts .toast", { hasText: "SELL NOTE" }).count()).toBe(1);
+    expect(await notificationsShown(tab)).toEqual([]);
+
+    await setHidden(tab, true);
+    await ingest(path.slice(4));
+    await until(tab, "NOTE's buy in the feed", s => s.signalIds.includes("NOTE-7"));
+    await waitFor("the buy's desktop notification", async () => (await notificationsShown(tab)).length > 0);
+    // The body is the server's line (services/notifier.service.ts); the tag the signal's identity.
+    const at = new Date(path[6].timestamp * 1000).toISOString();
+    expect(await notificationsShown(tab)).toEqual([
+      {
+        title: "BUY NOTE",
+        body: `BUY NOTE at 99.00: RSI 25.8 entered the oversold zone (tick 7, ${at})`,
+        tag: "NOTE-7",
+      },
+    ]);
+
+    // The switch is remembered.
+    await tab.reload();
+    await until(tab, "the reloaded tab", s => s.ready && s.notifications.enabled);
+    expect(await toggle.isChecked()).toBe(true);
+
+    // Refused by the browser: the switch says so and turns itself off.
+    await session.context.clearPermissions();
+    await toggle.uncheck();
+    // click(), not check(): check() insists the box stays checked, and this one must not.
+    await toggle.click();
+    await until(tab, "the switch to turn itself off", s => s.notifications.state === "denied");
+    expect(await toggle.isChecked()).toBe(false);
+    expect(await status.innerText()).toMatch(/^Blocked by the browser/);
+    await tab.close();
+    expect(session.errors).toEqual([]);
+  });
+
+  it("shows the signals stored while the socket was down after it reconnects, each once", async () => {
+    await session.context.grantPermissions(["notifications"], { origin: base });
+    const tab = await session.newPage();
+    await tab.addInitScript(recordNotifications);
+    const socket = await cuttableLiveSocket(tab);
+    // Later than every signal the page holds: the page asks for those since its newest.
+    const path = minuteTicks("MISS", [100, 102, 104, 106, 108, 104, 99], now + 600);
+    await ingest(path.slice(0, 3));
+    await tab.goto(`${base}/#MISS`);
+    await until(
+      tab,
+      "MISS's chart in a third tab",
+      s => s.ready && s.chart?.symbol === "MISS" && s.chart.candles === 3,
+    );
+    await tab.getByRole("switch", { name: "Desktop notifications" }).setChecked(true);
+    await until(tab, "notifications switched on", s => s.notifications.enabled);
+    await setHidden(tab, true);
+
+    await socket.cut();
+    await until(tab, "the badge to say reconnecting", s => s.connection === "reconnecting");
+    await ingest(path.slice(3));
+    await waitFor("MISS's two signals stored", async () => {
+      const stored = (await (await fetch(`${base}/api/signals?symbol=MISS`)).json()) as ApiSignal[];
+      return stored.length === 2;
+    });
+    expect((await snapshot(tab))!.signalIds.filter(id => id.startsWith("MISS"))).toEqual([]);
+
+    socket.restore();
+    const caughtUp = await until(
+      tab,
+      "the missed signals in the feed after the reconnect",
+      s => s.connection === "live" && s.signalIds.includes("MISS-4") && s.signalIds.includes("MISS-7"),
+      60000,
+    );
+    // Announced as if live: a toast each (a reload alone would list them silently; toasts last
+    // 6 s), and one desktop notification for the lot instead of one per old signal.
+    expect(await tab.locator("#toasts .toast", { hasText: "MISS" }).count()).toBe(2);
+    expect(await notificationsShown(tab)).toEqual([
+      { title: "2 signals while disconnected", body: "BUY MISS, SELL MISS", tag: "missed-signals" },
+    ]);
+    expect(caughtUp.signalIds.filter(id => id.startsWith("MISS"))).toEqual(["MISS-7", "MISS-4"]);
+
+    // Once the page has reloaded what the REST API knows: in the feed once each, newest first; in
+    // the table; on the chart.
+    const s = await until(tab, "MISS's markers", s => !s.resyncing && s.chart?.markers.length === 2);
+    expect(s.signalIds.filter(id => id.startsWith("MISS"))).toEqual(["MISS-7", "MISS-4"]);
+    expect(await tab.locator("#signals li", { hasText: "MISS" }).count()).toBe(2);
+    expect(await tab.locator(`#symbols tbody tr[data-symbol="MISS"] td.signal`).innerText()).toMatch(/^BUY /);
+    expect((await notificationsShown(tab)).length).toBe(1);
+    await tab.close();
+    expect(session.errors).toEqual([]);
+  });
+
+  it("coalesces a burst of one symbol's ticks into few WebSocket messages, the newest last", async () => {
+    const tab = await session.newPage();
+    const frames: { at: number; payload: string }[] = [];
+    tab.on("websocket", ws =>
+      ws.on("framereceived", f => frames.push({ at: performance.now(), payload: String(f.payload) })),
+    );
+    await tab.goto(`${base}/`);
+    await until(tab, "the dashboard in a fourth tab", s => s.ready && s.connection === "live");
+
+    const burst = minuteTicks(
+      "BURST",
+      Array.from({ length: 100 }, (_, i) => 50 + (i % 7)),
+      lastMinute,
+    );
+    const started = performance.now();
+    // One tick per request, each committed on its own: the hub sees a hundred ticks of one symbol.
+    for (const t of burst) await ingest([t]);
+    const seqsIn = (payload: string) => {
+      const message = JSON.parse(payload) as { type: string; ticks?: { symbol: string; seq: number }[] };
+      return (message.ticks ?? []).filter(t => t.symbol === "BURST").map(t => t.seq);
+    };
+    await waitFor("BURST's last tick on the socket", () => frames.some(f => seqsIn(f.payload).includes(100)));
+    const carrying = frames.filter(f => seqsIn(f.payload).length > 0);
+    const seqs = carrying.flatMap(f => seqsIn(f.payload));
+    // One tick of the symbol per message, newer each time, the last one last.
+    expect(seqs.length).toBe(carrying.length);
+    expect(seqs.at(-1)).toBe(100);
+    expect([...seqs].sort((a, b) => a - b)).toEqual(seqs);
+    expect(new Set(seqs).size).toBe(seqs.length);
+    // The hub sends at most one message per 50 ms: n messages between the first POST and the last
+    // frame's arrival need n - 1 intervals. A hundred requests take far less than 100 intervals.
+    const elapsed = carrying.at(-1)!.at - started;
+    console.log(`${burst.length} ticks in ${elapsed.toFixed(0)} ms arrived in ${carrying.length} messages`);
+    expect(carrying.length).toBeLessThanOrEqual(Math.floor(elapsed / 50) + 1);
+    expect(carrying.length).toBeLessThan(burst.length);
+    await tab.close();
     expect(session.errors).toEqual([]);
   });
 

@@ -2,14 +2,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { GatewayClient } from "../../../replay/client";
 import { prepareJob } from "../../../replay/prepare";
-import {
-  classifyIngestAnswer,
-  idempotencyKey,
-  rejectedRows,
-  runReplay,
-  type ReplayJob,
-  type ReplayOptions,
-} from "../../../replay/run";
+import { idempotencyKey } from "../../../replay/ingest-protocol";
+import { runReplay, type ReplayJob, type ReplayOptions } from "../../../replay/run";
 import { loadState } from "../../../replay/state";
 import { startFakeGateway, type FakeGateway } from "./fake-gateway";
 import { barTime, dailyBars, engineOptions, tempDir, yahooCsv, type BarSpec } from "./helpers";
@@ -135,21 +129,6 @@ describe("the replay engine against a gateway", () => {
     expect(fake.calls[3].key).toBe(idempotencyKey(j, range(10, 20)));
     expect(j.state.uncertainRetries).toEqual([{ firstLine: 2, lastLine: 11 }]);
     expect(logs.some(l => /HTTP 503 LOG_UNAVAILABLE.*retry 1 of 3.*may have taken them/.test(l))).toBe(true);
-  });
-
-  it("does not count a refused connection as possibly delivered", () => {
-    const verdict = classifyIngestAnswer(
-      { error: "ECONNREFUSED", code: "ECONNREFUSED", aborted: false },
-      10,
-      "http://x/ingest",
-    );
-    expect(verdict).toEqual({ kind: "retry", uncertain: false, afterMs: null, message: "ECONNREFUSED" });
-    const notReady = classifyIngestAnswer(
-      { status: 503, body: '{"error":"starting","type":"NOT_READY"}', retryAfterSeconds: null },
-      10,
-      "http://x/ingest",
-    );
-    expect(notReady).toMatchObject({ kind: "retry", uncertain: false });
   });
 
   it("gives up after --retries, leaving the request in doubt in the state", async () => {
@@ -291,22 +270,5 @@ describe("the replay engine against a gateway", () => {
     expect(result.status).toBe("completed");
     expect(performance.now() - started).toBeGreaterThanOrEqual(190);
     expect(fake.calls.length).toBeGreaterThan(1);
-  });
-});
-
-describe("rejectedRows", () => {
-  it("groups the gateway's issues by index and ignores indexes outside the request", () => {
-    const body = JSON.stringify({
-      issues: [
-        { index: 2, path: "high", message: "must not be below opening_price or closing_price" },
-        { index: 2, path: "volume", message: "must not be negative" },
-        { index: 9, path: "low", message: "out of range" },
-        { index: "x", path: "low", message: "no index" },
-      ],
-    });
-    expect([...rejectedRows(body, 5)]).toEqual([
-      [2, "high: must not be below opening_price or closing_price; volume: must not be negative"],
-    ]);
-    expect(rejectedRows("not json", 5).size).toBe(0);
   });
 });

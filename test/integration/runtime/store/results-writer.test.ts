@@ -1,29 +1,25 @@
-import { migrate } from "../../../adapters/sql/migrate";
-import type { PostgresClient } from "../../../adapters/sql/postgres-client";
-import { emptyOutputs, type BatchOutputs, type TickRow } from "../../../runtime/batch-outputs";
-import { ResultsStore } from "../../../runtime/store/results-store";
-import { seededRandom } from "../../unit/domain/fixtures";
-import { freshDatabase } from "../../support/stack";
-import { openDatabase } from "./harness";
+import type { PostgresClient } from "../../../../adapters/sql/postgres-client";
+import { emptyOutputs, type BatchOutputs, type TickRow } from "../../../../runtime/batch-outputs";
+import { ResultsStore, type RecordFence } from "../../../../runtime/store/results-store";
+import { ResultsWriter } from "../../../../runtime/store/results-writer";
+import { seededRandom } from "../../../unit/domain/fixtures";
+import { migratedDatabases, storedRows } from "../support/database";
+import { fenceOf, interleave, PartitionFeed, priceTicks, type AppliedChunk } from "../support/feed";
+import type { StockMessage } from "../../../../domain/messages";
 
 /**
  * The results writer appends ticks above a partition's written offset with COPY, and inserts the
  * others with a conflict check. Both paths must store the very same rows, to the bit and to the
  * microsecond; the written offset must follow each write; and an append that meets a row stored
- * before written offsets existed must fall back to the check instead of failing the batch.
+ * before written offsets existed must fall back to the check instead of failing the batch. One
+ * transaction of several partitions' chunks stores what each chunk alone would, and a replayed
+ * chunk changes nothing and announces no signal again.
  */
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => undefined);
-}, 60000);
+const fresh = migratedDatabases();
 
 async function database(): Promise<{ db: PostgresClient; store: ResultsStore }> {
-  const fresh = await freshDatabase();
-  cleanups.push(fresh.drop);
-  const db = openDatabase(fresh.url);
-  cleanups.push(() => db.close());
-  await migrate(db);
+  const { db } = await fresh();
   return { db, store: new ResultsStore(db) };
 }
 
@@ -175,5 +171,131 @@ describe("results writer: COPY above the written offset, checked insert below", 
     const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM ticks");
     expect(rows[0].n).toBe(0);
     expect(await writtenOffset(db, 2)).toBe(-1);
+  });
+});
+
+/** A partition's chunk of everything the host writes: ticks (with signals), side data, a market-wide figure, a dead letter. */
+function messagesOf(partition: number, ticks = 40): (StockMessage | string)[] {
+  const symbol = `SYM${partition}`;
+  const book = [1, 2].map(i => ({
+    data_type: "order_book" as const,
+    stock_symbol: symbol,
+    order_type: i === 1 ? ("buy" as const) : ("sell" as const),
+    price: 100 + i,
+    quantity: 10 * i,
+    timestamp: 1_700_000_000 + i,
+  }));
+  const others = [
+    ...book,
+    {
+      data_type: "economic_indicator" as const,
+      indicator_name: "GDP Growth Rate",
+      value: 2.5 + partition,
+      timestamp: 1_700_000_100,
+    },
+    "{not json",
+  ];
+  return interleave<StockMessage | string>(priceTicks(symbol, ticks, 40 + partition), others);
+}
+
+/** The chunk's write under `epoch`, with an idempotency mark set by its last message. */
+function writeOf(c: AppliedChunk, epoch: number): { out: BatchOutputs; record: RecordFence } {
+  const mark = {
+    key: `key-${c.out.partition}`,
+    use: 1,
+    hi: c.last,
+    hiOffset: c.last,
+    at: 1_764_000_000_000 + c.last,
+  };
+  return { out: c.out, record: { ...fenceOf(c, epoch), marks: [mark] } };
+}
+
+describe("results writer: one transaction for several partitions' chunks", () => {
+  it("stores several partitions' chunks in one transaction as each chunk in a transaction of its own", async () => {
+    const combined = await fresh();
+    const alone = await fresh();
+    const partitions = [0, 1, 2];
+    for (const { db } of [combined, alone])
+      for (const p of partitions) expect(await new ResultsStore(db).claimPartition(p, "test")).toBe(1);
+    const feeds = partitions.map(p => new PartitionFeed(p));
+    const combinedWriter = new ResultsWriter(combined.db);
+    const aloneWriter = new ResultsWriter(alone.db);
+    for (let round = 0; round < 2; round++) {
+      const writes = feeds.map(f => writeOf(f.chunk(messagesOf(f.partition)), 1));
+      const together = await combinedWriter.writeCombined(writes);
+      const each = [];
+      for (const w of writes) each.push(await aloneWriter.writeAlone(w));
+      expect(together).toEqual(each);
+      expect(together.map(r => r.newSignals)).toEqual(writes.map(w => w.out.signals));
+    }
+    expect(combinedWriter.combinedWrites).toBe(2);
+    expect(aloneWriter.combinedWrites).toBe(0);
+    const rows = await storedRows(combined.db);
+    expect(rows).toEqual(await storedRows(alone.db));
+    // Every table the chunks fill holds their rows: nothing was left out on both sides alike.
+    for (const table of [
+      "ticks",
+      "signals",
+      "order_book",
+      "economic_indicators",
+      "dead_letters",
+      "idempotency_marks",
+    ])
+      expect(rows[table].length).toBeGreaterThan(0);
+    expect(rows.partition_epochs.map(r => r.written_offset)).toEqual(feeds.map(() => 2 * 44 - 1));
+  });
+
+  it("refuses a combined write unless it knows each chunk's written offset", async () => {
+    const { db } = await fresh();
+    const writer = new ResultsWriter(db);
+    const feeds = [new PartitionFeed(0), new PartitionFeed(1)];
+    const writes = feeds.map(f => writeOf(f.chunk(messagesOf(f.partition)), 1));
+    writes[1] = { out: writes[1].out, record: { ...writes[1].record, writtenBefore: undefined } };
+    await expect(writer.writeCombined(writes)).rejects.toThrow(/every chunk's written offset/);
+    expect((await storedRows(db)).ticks).toEqual([]);
+  });
+});
+
+describe("results writer: a replayed chunk", () => {
+  it("changes no table, and announces none of its signals again", async () => {
+    const { db } = await fresh();
+    const writer = new ResultsWriter(db);
+    const epoch = await new ResultsStore(db).claimPartition(0, "test");
+    const c = new PartitionFeed(0).chunk(messagesOf(0));
+    const first = await writer.writeAlone(writeOf(c, epoch));
+    expect(first.newSignals.length).toBeGreaterThan(0);
+    expect(first.newSignals).toEqual(c.out.signals);
+    const before = await storedRows(db);
+
+    // The log hands the chunk again (a restart from an older commit): the partition holds it written.
+    const again = await writer.writeAlone({
+      out: c.out,
+      record: { ...writeOf(c, epoch).record, writtenBefore: c.last },
+    });
+    expect(again.newSignals).toEqual([]);
+    expect(await storedRows(db)).toEqual(before);
+    expect(writer.checkedRewrites).toBe(0);
+  });
+
+  it("announces only the signals of the messages past the stored ones when it reaches beyond them", async () => {
+    const { db } = await fresh();
+    const writer = new ResultsWriter(db);
+    const epoch = await new ResultsStore(db).claimPartition(0, "test");
+    const all = priceTicks("SYM0", 120, 40);
+    const stored = new PartitionFeed(0).chunk(all.slice(0, 60));
+    await writer.writeAlone({ out: stored.out, record: fenceOf(stored, epoch) });
+
+    // A replay from offset 0 with a larger chunk: the first 60 messages give the same results.
+    const longer = new PartitionFeed(0).chunk(all);
+    const { newSignals } = await writer.writeAlone({
+      out: longer.out,
+      record: fenceOf(longer, epoch, stored.last),
+    });
+    const storedSeqs = new Set(stored.out.signals.map(s => s.seq));
+    expect(stored.out.signals.length).toBeGreaterThan(0);
+    expect(newSignals.length).toBeGreaterThan(0);
+    expect(newSignals).toEqual(longer.out.signals.filter(s => !storedSeqs.has(s.seq)));
+    const { rows } = await db.query<{ n: number }>("SELECT count(*)::int AS n FROM signals");
+    expect(rows[0].n).toBe(longer.out.signals.length);
   });
 });

@@ -5,17 +5,17 @@
  * (`tsx`) and checks the output.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { EmbeddedLog } from "../../../../adapters/log/embedded-log";
-import type { LogConsumer } from "../../../../adapters/log/types";
-import { MemorySnapshotStore } from "../../../../adapters/snapshots/memory-snapshots";
-import type { SnapshotStore } from "../../../../adapters/snapshots/types";
-import { UnavailableError } from "../../../../domain/errors";
-import { migrate } from "../../../../adapters/sql/migrate";
-import { PgliteClient } from "../../../../adapters/sql/pglite-client";
+import { EmbeddedLog } from "../../../../../adapters/log/embedded-log";
+import type { LogConsumer } from "../../../../../adapters/log/types";
+import { MemorySnapshotStore } from "../../../../../adapters/snapshots/memory-snapshots";
+import type { SnapshotStore } from "../../../../../adapters/snapshots/types";
+import { UnavailableError } from "../../../../../domain/errors";
+import { migrate } from "../../../../../adapters/sql/migrate";
+import { PgliteClient } from "../../../../../adapters/sql/pglite-client";
 
-import { partitionForKey } from "../../../../lib/partitioner";
-import { ActorHost } from "../../../../runtime/host/actor-host";
-import { ResultsStore } from "../../../../runtime/store/results-store";
+import { partitionForKey } from "../../../../../lib/partitioner";
+import { ActorHost } from "../../../../../runtime/host/actor-host";
+import { ResultsStore } from "../../../../../runtime/store/results-store";
 import {
   GROUP,
   PARTITIONS,

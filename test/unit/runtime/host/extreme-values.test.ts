@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { SymbolActor } from "../../../domain/symbol-actor";
-import { partitionForKey } from "../../../lib/partitioner";
+import { SymbolActor } from "../../../../domain/symbol-actor";
+import { partitionForKey } from "../../../../lib/partitioner";
 import {
   ELSEWHERE,
   EXACT_TICKS,
@@ -24,7 +24,7 @@ import { PARTITIONS, SETTINGS } from "./support/host-stream";
  * of the partition stopped. The scenarios run in a child process (support/extreme-values.ts).
  */
 
-const ROOT = path.resolve(__dirname, "../../..");
+const ROOT = path.resolve(__dirname, "../../../..");
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 const SCENARIOS: ExtremeScenario[] = ["extreme-values", "exact-volume"];
 let results: Record<ExtremeScenario, ExtremeResult>;

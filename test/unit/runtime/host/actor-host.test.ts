@@ -1,8 +1,8 @@
 import { execFile } from "node:child_process";
 import path from "node:path";
 import { promisify } from "node:util";
-import { SymbolActor } from "../../../domain/symbol-actor";
-import { partitionForKey } from "../../../lib/partitioner";
+import { SymbolActor } from "../../../../domain/symbol-actor";
+import { partitionForKey } from "../../../../lib/partitioner";
 import {
   PARTITIONS,
   RECOVERIES,
@@ -19,7 +19,7 @@ import {
  * runs in a child process (see support/host-scenarios.ts); this file checks what it stored.
  */
 
-const ROOT = path.resolve(__dirname, "../../..");
+const ROOT = path.resolve(__dirname, "../../../..");
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 
 const SCENARIOS: ScenarioName[] = ["pipeline", "dead-letters", "replay", ...RECOVERIES];

@@ -1,6 +1,6 @@
-import { messageKey, type PriceTick, type StockMessage } from "../../../../domain/messages";
-import { partitionForKey } from "../../../../lib/partitioner";
-import { randomWalk, seededRandom, T0, ticksFromCloses } from "../../domain/fixtures";
+import { messageKey, type PriceTick, type StockMessage } from "../../../../../domain/messages";
+import { partitionForKey } from "../../../../../lib/partitioner";
+import { randomWalk, seededRandom, T0, ticksFromCloses } from "../../../domain/fixtures";
 import { PARTITIONS } from "./host-stream";
 
 /**

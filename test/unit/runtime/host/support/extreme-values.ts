@@ -4,10 +4,10 @@
  * the host on the same PGlite between them, and prints what it stored as JSON. PGlite cannot load
  * inside Jest's VM, so extreme-values.test.ts runs this in a child process (`tsx`).
  */
-import { EmbeddedLog } from "../../../../adapters/log/embedded-log";
-import { migrate } from "../../../../adapters/sql/migrate";
-import { PgliteClient } from "../../../../adapters/sql/pglite-client";
-import { ResultsQueries } from "../../../../runtime/store/results-queries";
+import { EmbeddedLog } from "../../../../../adapters/log/embedded-log";
+import { migrate } from "../../../../../adapters/sql/migrate";
+import { PgliteClient } from "../../../../../adapters/sql/pglite-client";
+import { ResultsQueries } from "../../../../../runtime/store/results-queries";
 import { extremeStream, type ExtremeResult, type ExtremeScenario } from "./extreme-stream";
 import { committed, runHostToTheEnd, totalVolumeReads } from "./host-phase";
 import { PARTITIONS } from "./host-stream";

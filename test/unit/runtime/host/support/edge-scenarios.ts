@@ -1,21 +1,21 @@
 /**
  * The actor host fed hand-built batches of one partition, on PGlite in memory, with states
  * recorded every chunk unless a scenario says otherwise: each scenario replays one way the
- * exactly-once promise used to break at the edges (see actor-host-edges.test.ts, which runs this
+ * exactly-once promise used to break at the edges (see partition-task.test.ts, which runs this
  * in a child process because PGlite cannot load inside Jest's VM, and checks what it prints).
  */
-import type { LogBatch, LogMessage } from "../../../../adapters/log/types";
-import { MemorySnapshotStore } from "../../../../adapters/snapshots/memory-snapshots";
-import { migrate } from "../../../../adapters/sql/migrate";
-import { PgliteClient } from "../../../../adapters/sql/pglite-client";
-import type { PriceTick } from "../../../../domain/messages";
-import { ActorHost, type ActorHostOptions } from "../../../../runtime/host/actor-host";
+import type { LogBatch, LogMessage } from "../../../../../adapters/log/types";
+import { MemorySnapshotStore } from "../../../../../adapters/snapshots/memory-snapshots";
+import { migrate } from "../../../../../adapters/sql/migrate";
+import { PgliteClient } from "../../../../../adapters/sql/pglite-client";
+import type { PriceTick } from "../../../../../domain/messages";
+import { ActorHost, type ActorHostOptions } from "../../../../../runtime/host/actor-host";
 import {
   IDEMPOTENCY_INDEX_HEADER,
   IDEMPOTENCY_KEY_HEADER,
   IDEMPOTENCY_USE_HEADER,
-} from "../../../../runtime/apply-chunk";
-import { ResultsStore } from "../../../../runtime/store/results-store";
+} from "../../../../../runtime/apply-chunk";
+import { ResultsStore } from "../../../../../runtime/store/results-store";
 
 export const EDGE_SETTINGS = { smaPeriod: 3, emaPeriod: 3, rsiPeriod: 3, rsiOversold: 30, rsiOverbought: 70 };
 const T0 = 1_764_000_000_000;

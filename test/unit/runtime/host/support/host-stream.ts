@@ -1,7 +1,7 @@
-import { messageKey, type StockMessage } from "../../../../domain/messages";
-import type { IndicatorSettings } from "../../../../domain/symbol-actor";
-import { partitionForKey } from "../../../../lib/partitioner";
-import { orderBook, randomWalk, seededRandom, ticksFromCloses } from "../../domain/fixtures";
+import { messageKey, type StockMessage } from "../../../../../domain/messages";
+import type { IndicatorSettings } from "../../../../../domain/symbol-actor";
+import { partitionForKey } from "../../../../../lib/partitioner";
+import { orderBook, randomWalk, seededRandom, ticksFromCloses } from "../../../domain/fixtures";
 
 /** The input of the actor host scenarios, shared by the scenario runner and the test that checks it. */
 

@@ -4,13 +4,14 @@ import { promisify } from "node:util";
 import type { EdgeScenario } from "./support/edge-scenarios";
 
 /**
- * The actor host at the edges of exactly-once, each scenario in its own words: hand-built
- * batches of one partition, PGlite in memory, states recorded every chunk. The scenarios run in a
+ * The partition task at the edges of exactly-once (its claim, marks, refusals, records and live
+ * view), through the actor host, each scenario in its own words: hand-built batches of one
+ * partition, PGlite in memory, states recorded every chunk. The scenarios run in a
  * child process (support/edge-scenarios.ts: PGlite cannot load inside Jest's VM); this file
  * checks what they stored and announced.
  */
 
-const ROOT = path.resolve(__dirname, "../../..");
+const ROOT = path.resolve(__dirname, "../../../..");
 const TSX = path.join(ROOT, "node_modules/.bin/tsx");
 const SCENARIOS: EdgeScenario[] = [
   "marks-read-fails",
@@ -46,7 +47,7 @@ beforeAll(async () => {
 
 const closes = (s: Stored, symbol = "AAPL") => s.ticks.filter(t => t.symbol === symbol).map(t => t.close);
 
-describe("the actor host keeps exactly-once at the edges", () => {
+describe("the partition task keeps exactly-once at the edges", () => {
   it("loads the idempotency marks before the partition counts as claimed, so a failed read cannot skip them", () => {
     const r = results["marks-read-fails"] as unknown as Stored & { firstTry: string; done: number };
     expect(r.firstTry).toMatch(/statement timeout/);

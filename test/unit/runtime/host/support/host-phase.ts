@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { EmbeddedLog } from "../../../../adapters/log/embedded-log";
-import { MemorySnapshotStore } from "../../../../adapters/snapshots/memory-snapshots";
-import type { SqlClient } from "../../../../adapters/sql/types";
-import { ActorHost } from "../../../../runtime/host/actor-host";
-import { ResultsQueries } from "../../../../runtime/store/results-queries";
-import { ResultsStore } from "../../../../runtime/store/results-store";
+import type { EmbeddedLog } from "../../../../../adapters/log/embedded-log";
+import { MemorySnapshotStore } from "../../../../../adapters/snapshots/memory-snapshots";
+import type { SqlClient } from "../../../../../adapters/sql/types";
+import { ActorHost } from "../../../../../runtime/host/actor-host";
+import { ResultsQueries } from "../../../../../runtime/store/results-queries";
+import { ResultsStore } from "../../../../../runtime/store/results-store";
 import { GROUP, PARTITIONS, SETTINGS } from "./host-stream";
 
 const quiet = { info() {}, warn() {}, error() {}, debug() {} };
