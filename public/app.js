@@ -364,6 +364,10 @@ function pollCluster() {
   if (state.selected && !state.loading && !state.resyncing)
     void loadLiveState(state.selected, { retry: false });
   api
+    .notifications()
+    .then(n => poll === clusterPoll && cluster.updateNotifications(n.subscribers))
+    .catch(err => poll === clusterPoll && cluster.notificationsUnavailable(err.message));
+  api
     .cluster()
     .then(c => poll === clusterPoll && cluster.update(c))
     .catch(err => poll === clusterPoll && cluster.stale(`Cluster view unavailable: ${err.message}`))

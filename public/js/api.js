@@ -107,4 +107,5 @@ export const api = {
   },
 
   cluster: () => getJson("api/cluster"),
+  notifications: () => getJson("api/notifications"),
 };

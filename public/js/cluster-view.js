@@ -42,6 +42,7 @@ export class ClusterView {
       ),
       el("h3", {}, "Partitions"),
       this.partitions,
+      (this.webhooks = el("p", { class: "muted webhooks", "aria-live": "polite" }, "Webhooks: …")),
     );
     this.last = null;
   }
@@ -114,6 +115,35 @@ export class ClusterView {
     this.meta.classList.remove("bad");
   }
 
+  /**
+   * One line on the webhook subscribers (GET /api/notifications): each one's state and lag, so an
+   * operator sees at a glance that signals reach the bots behind them.
+   */
+  updateNotifications(subscribers) {
+    this.notificationsSeen = subscribers.length;
+    if (subscribers.length === 0) return setText(this.webhooks, "Webhooks: none configured.");
+    const parts = subscribers.map(s => {
+      const state = s.disabled
+        ? "disabled (410)"
+        : s.attempts > 0
+          ? `retrying (${s.attempts}): ${s.lastError ?? "error"}`
+          : s.lag > 0
+            ? `${fmt.whole(s.lag)} waiting`
+            : "up to date";
+      return `${s.name}: ${fmt.whole(s.delivered)} delivered, ${state}${s.deadLetters > 0 ? `, ${s.deadLetters} dead` : ""}`;
+    });
+    setText(this.webhooks, `Webhooks: ${parts.join(" · ")}.`);
+    this.webhooks.classList.toggle(
+      "bad",
+      subscribers.some(s => s.disabled || s.attempts > 0 || s.deadLetters > 0),
+    );
+  }
+
+  notificationsUnavailable(reason) {
+    setText(this.webhooks, `Webhooks: ${reason}`);
+    this.webhooks.classList.add("bad");
+  }
+
   /** Keeps the last figures on screen and says why they are not being refreshed. */
   stale(reason) {
     setText(this.meta, reason);
@@ -125,6 +155,7 @@ export class ClusterView {
       nodes: this.last?.nodes.length ?? 0,
       partitions: this.partitions.children.length,
       owned: this.last?.partitions.length ?? 0,
+      webhooks: this.webhooks.textContent,
     };
   }
 }

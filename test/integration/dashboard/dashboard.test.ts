@@ -3,6 +3,7 @@ import type { Page, WebSocketRoute } from "playwright-core";
 import { AppProcess } from "../../support/processes";
 import { freePort } from "../../support/ports";
 import { waitFor } from "../../support/stack";
+import { WebhookReceiver } from "../../support/webhook-receiver";
 import { BrowserSession, chromiumAvailable } from "./browser";
 
 /** What public/app.js exposes read-only as `window.__dashboard.snapshot()`. */
@@ -31,7 +32,7 @@ interface Snapshot {
     lastCandle: { time: number; open: number; high: number; low: number; close: number } | null;
     bands: number[];
   } | null;
-  cluster: { nodes: number; partitions: number; owned: number };
+  cluster: { nodes: number; partitions: number; owned: number; webhooks: string };
   report: {
     ticks: number;
     signals: number;
@@ -191,6 +192,7 @@ describeInBrowser("live dashboard in Chromium", () => {
   let page: Page;
   let base = "";
   let env: Record<string, string> = {};
+  const hook = new WebhookReceiver("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
   const now = Math.floor(Date.now() / 1000);
   const lastMinute = minuteOf(now) - 60 + 5;
 
@@ -230,7 +232,10 @@ describeInBrowser("live dashboard in Chromium", () => {
   beforeAll(async () => {
     const port = await freePort();
     base = `http://127.0.0.1:${port}`;
+    await hook.start();
     env = {
+      NOTIFIER_SUBSCRIBERS: JSON.stringify([{ name: "bot", url: hook.url, from: "start" }]),
+      NOTIFIER_WEBHOOK_SECRET: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
       PORT: String(port),
       METRICS_PORT: "0",
       DATA_DIR: "memory",
@@ -257,6 +262,25 @@ describeInBrowser("live dashboard in Chromium", () => {
   afterAll(async () => {
     await session?.close();
     await app?.kill("SIGKILL");
+    await hook.stop();
+  });
+
+  it("delivers every stored signal to the webhook from PGlite, signed, and says so on the cluster view", async () => {
+    const stored = (await (await fetch(`${base}/api/signals?limit=1000`)).json()) as {
+      symbol: string;
+      seq: number;
+    }[];
+    expect(stored.length).toBeGreaterThan(0);
+    await waitFor("every signal at the webhook", () => hook.accepted().length >= stored.length, 30000, 100);
+    expect(new Set(hook.accepted().map(d => d.id))).toEqual(
+      new Set(stored.map(s => `sig_${s.symbol}_${s.seq}`)),
+    );
+    expect(hook.received.every(d => d.verified)).toBe(true);
+    await page.goto(`${base}/`);
+    const s = await until(page, "the webhooks line", s =>
+      /bot: \d+ delivered, up to date/.test(s.cluster.webhooks),
+    );
+    expect(s.cluster.webhooks).toContain(`bot: ${stored.length} delivered`);
   });
 
   it("loads with no console errors and draws candles, volume, SMA, EMA and RSI from the history", async () => {
