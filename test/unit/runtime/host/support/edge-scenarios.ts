@@ -4,9 +4,9 @@
  * exactly-once promise used to break at the edges (see partition-task.test.ts, which runs this
  * in a child process because PGlite cannot load inside Jest's VM, and checks what it prints).
  */
+import { emptyPglite } from "../../../../support/pglite";
 import type { LogBatch, LogMessage } from "../../../../../adapters/log/types";
 import { MemorySnapshotStore } from "../../../../../adapters/snapshots/memory-snapshots";
-import { migrate } from "../../../../../adapters/sql/migrate";
 import { PgliteClient } from "../../../../../adapters/sql/pglite-client";
 import type { PriceTick } from "../../../../../domain/messages";
 import { ActorHost, type ActorHostOptions } from "../../../../../runtime/host/actor-host";
@@ -131,8 +131,7 @@ class Node {
 }
 
 async function database(): Promise<{ sql: PgliteClient; results: ResultsStore }> {
-  const sql = await PgliteClient.open("memory://");
-  await migrate(sql);
+  const sql = await emptyPglite();
   return { sql, results: new ResultsStore(sql) };
 }
 

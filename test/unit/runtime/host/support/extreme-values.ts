@@ -4,8 +4,8 @@
  * the host on the same PGlite between them, and prints what it stored as JSON. PGlite cannot load
  * inside Jest's VM, so extreme-values.test.ts runs this in a child process (`tsx`).
  */
+import { emptyPglite } from "../../../../support/pglite";
 import { EmbeddedLog } from "../../../../../adapters/log/embedded-log";
-import { migrate } from "../../../../../adapters/sql/migrate";
 import { PgliteClient } from "../../../../../adapters/sql/pglite-client";
 import { ResultsQueries } from "../../../../../runtime/store/results-queries";
 import { extremeStream, type ExtremeResult, type ExtremeScenario } from "./extreme-stream";
@@ -37,8 +37,7 @@ async function contents(sql: PgliteClient): Promise<Omit<ExtremeResult, "lag" | 
 }
 
 async function run(name: ExtremeScenario): Promise<ExtremeResult> {
-  const sql = await PgliteClient.open("memory://");
-  await migrate(sql);
+  const sql = await emptyPglite();
   const log = new EmbeddedLog("stock", PARTITIONS);
   const stream = extremeStream(name);
   // One chunk takes all of VOL's first ticks, so that a single minute bucket passes 2^53.
@@ -60,7 +59,6 @@ async function run(name: ExtremeScenario): Promise<ExtremeResult> {
     reads: await totalVolumeReads(new ResultsQueries(sql), first),
   };
   await log.close();
-  await sql.close();
   return result;
 }
 

@@ -4,13 +4,13 @@
  * dynamic import, which Jest's VM cannot do, so actor-host.test.ts runs this in a child process
  * (`tsx`) and checks the output.
  */
+import { emptyPglite } from "../../../../support/pglite";
 import { setTimeout as sleep } from "node:timers/promises";
 import { EmbeddedLog } from "../../../../../adapters/log/embedded-log";
 import type { LogConsumer } from "../../../../../adapters/log/types";
 import { MemorySnapshotStore } from "../../../../../adapters/snapshots/memory-snapshots";
 import type { SnapshotStore } from "../../../../../adapters/snapshots/types";
 import { UnavailableError } from "../../../../../domain/errors";
-import { migrate } from "../../../../../adapters/sql/migrate";
 import { PgliteClient } from "../../../../../adapters/sql/pglite-client";
 
 import { partitionForKey } from "../../../../../lib/partitioner";
@@ -136,8 +136,7 @@ async function copyOf(cache: MemorySnapshotStore): Promise<MemorySnapshotStore> 
  * does to the cache between phases what the scenario is named after.
  */
 async function recovery(name: RecoveryName): Promise<ScenarioResult> {
-  const sql = await PgliteClient.open("memory://");
-  await migrate(sql);
+  const sql = await emptyPglite();
   const log = new EmbeddedLog("stock", PARTITIONS);
   const all = stream(name).map(r => ({ key: r.key, value: r.value }));
   const commits: [number, number][] = [];
@@ -181,14 +180,12 @@ async function recovery(name: RecoveryName): Promise<ScenarioResult> {
     restores,
   };
   await log.close();
-  await sql.close();
   return result;
 }
 
 async function main(name: ScenarioName): Promise<ScenarioResult> {
   if ((RECOVERIES as string[]).includes(name)) return recovery(name as RecoveryName);
-  const sql = await PgliteClient.open("memory://");
-  await migrate(sql);
+  const sql = await emptyPglite();
   const log = new EmbeddedLog("stock", PARTITIONS);
   const snapshots = new MemorySnapshotStore();
   const commits: [number, number][] = [];
@@ -219,7 +216,6 @@ async function main(name: ScenarioName): Promise<ScenarioResult> {
   }
   const recorded = await recordedStates(sql);
   await log.close();
-  await sql.close();
   return { ...first, commits, snapshots: stored, published, replayed, records: recorded, restores: {} };
 }
 
