@@ -63,9 +63,11 @@ export class WebhookSender {
       if (res.status === 410) return { kind: "gone", status: res.status };
       return { kind: "failed", error: `answered ${res.status}` };
     } catch (err) {
-      const e = err as Error & { cause?: { code?: string } };
+      const e = err as Error & { cause?: { code?: string; message?: string } };
       const why =
-        e.name === "TimeoutError" ? `no answer within ${this.timeoutMs} ms` : (e.cause?.code ?? e.message);
+        e.name === "TimeoutError"
+          ? `no answer within ${this.timeoutMs} ms`
+          : (e.cause?.code ?? e.cause?.message ?? e.message);
       return { kind: "failed", error: why };
     }
   }

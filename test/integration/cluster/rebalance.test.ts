@@ -200,7 +200,28 @@ describe("cluster: actors rebalance on scale-out and scale-in", () => {
   }, 420000);
 
   it("exports the custom metrics on an actors node", async () => {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    // The lag gauge is set by an offset commit since the node's last assignment: a tick on every
+    // partition (symbols of their own, which no other test counts) makes one happen.
+    const now = Math.floor(Date.now() / 1000);
+    const probes = Array.from({ length: 48 }, (_, i) => ({
+      stock_symbol: `MX${i}`,
+      opening_price: 100,
+      closing_price: 100,
+      high: 101,
+      low: 99,
+      volume: 10,
+      timestamp: now,
+    }));
+    expect((await postJson(`${base}/ingest`, probes)).status).toBe(200);
+    const text = await waitFor(
+      "a committed offset on the actors node",
+      async () => {
+        const t = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+        return t.includes("stock_consumer_lag{") ? t : null;
+      },
+      60000,
+      200,
+    );
     for (const name of [
       "stock_ticks_processed_total",
       "stock_batch_persist_latency_seconds_bucket",

@@ -40,9 +40,13 @@ const TABLE_KEYS: Record<string, string> = {
 };
 
 /** When a row was written: differs between two databases that hold the same results. */
-const WRITE_TIMES = new Set(["created_at", "updated_at", "claimed_at"]);
+/**
+ * What says when and by which transaction a row was written, not what it holds: the times, and a
+ * signal's place in the delivery order (its identity and inserting transaction, migration 008).
+ */
+const WRITE_TIMES = new Set(["created_at", "updated_at", "claimed_at", "id", "tx_id"]);
 
-/** Every row of every table the results transaction writes, but the times they were written. */
+/** Every row of every table the results transaction writes, but when and by which transaction. */
 export async function storedRows(db: SqlClient): Promise<Record<string, Record<string, unknown>[]>> {
   const out: Record<string, Record<string, unknown>[]> = {};
   for (const [table, key] of Object.entries(TABLE_KEYS)) {
