@@ -87,6 +87,33 @@ function subscriberOf(r: SubscriberRow): SubscriberState {
   };
 }
 
+/** A signal as the SELECTs below read it. */
+interface SignalRow {
+  id: string | number;
+  tx: string;
+  symbol: string;
+  side: SignalSide;
+  rsi: number;
+  price: number;
+  ts: number;
+  seq: string | number;
+  created_ms: number;
+}
+
+function signalOf(r: SignalRow): StoredSignal {
+  return {
+    id: Number(r.id),
+    tx: r.tx,
+    symbol: r.symbol,
+    side: r.side,
+    rsi: r.rsi,
+    price: r.price,
+    timestamp: r.ts,
+    seq: Number(r.seq),
+    createdAt: r.created_ms,
+  };
+}
+
 export class DeliveryStore {
   constructor(private readonly db: SqlClient) {}
 
@@ -130,17 +157,7 @@ export class DeliveryStore {
    * transaction still running: no signal can commit later with a place before these.
    */
   async signalsAfter(cursor: Cursor, limit: number): Promise<StoredSignal[]> {
-    const { rows } = await this.db.query<{
-      id: string | number;
-      tx: string;
-      symbol: string;
-      side: SignalSide;
-      rsi: number;
-      price: number;
-      ts: number;
-      seq: string | number;
-      created_ms: number;
-    }>(
+    const { rows } = await this.db.query<SignalRow>(
       `SELECT id, tx_id::text AS tx, symbol, side, rsi, price, extract(epoch FROM "timestamp")::float8 AS ts, seq,
               (extract(epoch FROM created_at) * 1000)::float8 AS created_ms
        FROM signals
@@ -149,17 +166,7 @@ export class DeliveryStore {
        LIMIT $3`,
       [cursor.tx, cursor.id, limit],
     );
-    return rows.map(r => ({
-      id: Number(r.id),
-      tx: r.tx,
-      symbol: r.symbol,
-      side: r.side,
-      rsi: r.rsi,
-      price: r.price,
-      timestamp: r.ts,
-      seq: Number(r.seq),
-      createdAt: r.created_ms,
-    }));
+    return rows.map(signalOf);
   }
 
   /**
@@ -232,19 +239,7 @@ export class DeliveryStore {
     subscriber: string,
     limit: number,
   ): Promise<(StoredSignal & { attempts: number; lastError: string })[]> {
-    const { rows } = await this.db.query<{
-      id: string | number;
-      tx: string;
-      symbol: string;
-      side: SignalSide;
-      rsi: number;
-      price: number;
-      ts: number;
-      seq: string | number;
-      created_ms: number;
-      attempts: number;
-      last_error: string;
-    }>(
+    const { rows } = await this.db.query<SignalRow & { attempts: number; last_error: string }>(
       `SELECT s.id, s.tx_id::text AS tx, s.symbol, s.side, s.rsi, s.price, extract(epoch FROM s."timestamp")::float8 AS ts,
               s.seq, (extract(epoch FROM s.created_at) * 1000)::float8 AS created_ms, d.attempts, d.last_error
        FROM notification_dead_letters d JOIN signals s ON s.id = d.signal_id
@@ -253,19 +248,7 @@ export class DeliveryStore {
        LIMIT $2`,
       [subscriber, limit],
     );
-    return rows.map(r => ({
-      id: Number(r.id),
-      tx: r.tx,
-      symbol: r.symbol,
-      side: r.side,
-      rsi: r.rsi,
-      price: r.price,
-      timestamp: r.ts,
-      seq: Number(r.seq),
-      createdAt: r.created_ms,
-      attempts: r.attempts,
-      lastError: r.last_error,
-    }));
+    return rows.map(r => ({ ...signalOf(r), attempts: r.attempts, lastError: r.last_error }));
   }
 
   async redelivered(subscriber: string, signalId: number): Promise<void> {
