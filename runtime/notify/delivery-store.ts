@@ -1,5 +1,6 @@
 import type { SqlClient } from "../../adapters/sql/types";
 import type { SignalSide } from "../../domain/signals";
+import type { Signal } from "../../domain/symbol-actor";
 
 /**
  * The SQL of signal deliveries: stored signals read as an outbox (table `signals`, in delivery
@@ -15,17 +16,11 @@ export interface Cursor {
   id: number;
 }
 
-/** A stored signal, as a delivery carries it. */
-export interface StoredSignal {
+/** A stored signal, with its place in the delivery order, as a delivery carries it. */
+export interface StoredSignal extends Signal {
   id: number;
+  /** The inserting transaction (xid8, as text). */
   tx: string;
-  symbol: string;
-  side: SignalSide;
-  rsi: number;
-  price: number;
-  /** The tick's time (epoch seconds). */
-  timestamp: number;
-  seq: number;
   /** When the signal was stored (ms since the epoch). */
   createdAt: number;
 }
